@@ -1,0 +1,34 @@
+# stead: one binary. `make` builds it; `make test` runs every test, as CI does.
+GO ?= go
+KUBE_VERSION := v1.37.2
+STEAD_VERSION ?= $(KUBE_VERSION)-stead.0
+VERSION_PKG := k8s.io/component-base/version
+LDFLAGS := -s -w \
+	-X $(VERSION_PKG).gitVersion=$(STEAD_VERSION) \
+	-X $(VERSION_PKG).gitMajor=1 \
+	-X $(VERSION_PKG).gitMinor=37 \
+	-X $(VERSION_PKG).gitTreeState=clean \
+	-X $(VERSION_PKG).buildDate=1970-01-01T00:00:00Z
+
+BIN := bin/stead
+
+.PHONY: all build test unit e2e bench clean
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stead
+
+# Unit tests for every package, then the end-to-end tests against the binary.
+test: build unit e2e
+
+unit:
+	$(GO) test -count=1 ./pkg/... ./cmd/...
+
+e2e: build
+	STEAD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v ./test/e2e/...
+
+bench: build
+	$(GO) run ./bench/startup -stead $(CURDIR)/$(BIN)
+
+clean:
+	rm -rf bin

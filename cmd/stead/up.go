@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/steadhq/stead/pkg/server"
+)
+
+// serverFlags are the flags `stead up` and `stead server` share.
+type serverFlags struct {
+	cfg              server.Config
+	clusterDNSListen string
+	verbosity        int
+}
+
+func (f *serverFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.cfg.BindAddress, "bind-address", "127.0.0.1", "address the API server listens on")
+	fs.IntVar(&f.cfg.HTTPSPort, "https-port", 6443, "port the API server serves HTTPS on")
+	fs.StringVar(&f.cfg.KubeconfigPath, "write-kubeconfig", "", "where to write the admin kubeconfig, mode 0600 (default <data-dir>/kubeconfig)")
+	fs.StringSliceVar(&f.cfg.EtcdServers, "etcd-servers", nil, "external etcd endpoints (https://host:port,…) instead of the embedded etcd")
+	fs.StringVar(&f.cfg.EtcdCAFile, "etcd-cafile", "", "CA that signed the external etcd's serving certificate")
+	fs.StringVar(&f.cfg.EtcdCertFile, "etcd-certfile", "", "client certificate for the external etcd")
+	fs.StringVar(&f.cfg.EtcdKeyFile, "etcd-keyfile", "", "client key for the external etcd")
+	fs.StringSliceVar(&f.cfg.TLSSANs, "tls-san", nil, "extra names and addresses for the API server's certificate")
+	fs.StringVar(&f.cfg.ServiceCIDR, "service-cidr", "10.43.0.0/16", "range of Service cluster IPs")
+	fs.StringVar(&f.cfg.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "range of pod IPs, split into one podCIDR per node")
+	fs.StringVar(&f.clusterDNSListen, "cluster-dns-listen", "", "extra loopback address (127.0.0.1:PORT) for the cluster DNS server")
+	fs.IntVarP(&f.verbosity, "v", "v", 0, "log verbosity of the upstream components (logs go to <data-dir>/logs/stead.log)")
+}
+
+func newUpCommand(dataDir *string) *cobra.Command {
+	f := &serverFlags{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start a whole cluster in this process: control plane and node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServer(cmd.Context(), *dataDir, f, true)
+		},
+	}
+	f.register(cmd.Flags())
+	cmd.Flags().BoolVar(&f.cfg.LeaderElect, "leader-elect", false, "elect a leader among several servers for the controllers and scheduler")
+	return cmd
+}
+
+func newServerCommand(dataDir *string) *cobra.Command {
+	f := &serverFlags{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Start the control plane only: etcd, API server, controllers, scheduler",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServer(cmd.Context(), *dataDir, f, false)
+		},
+	}
+	f.register(cmd.Flags())
+	cmd.Flags().BoolVar(&f.cfg.LeaderElect, "leader-elect", true, "elect a leader among several servers for the controllers and scheduler")
+	return cmd
+}
+
+func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode bool) error {
+	if f.clusterDNSListen != "" {
+		return errors.New("--cluster-dns-listen: the cluster DNS server is not built yet (issue 5)")
+	}
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if err := prepareDataDir(dataDir); err != nil {
+		return err
+	}
+	closeLog, err := setupLogging(filepath.Join(dataDir, "logs", "stead.log"), f.verbosity)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	began := time.Now()
+	cfg := f.cfg
+	cfg.DataDir = dataDir
+	cfg.Progress = func(line string) { fmt.Fprintln(os.Stderr, "stead: "+line) }
+	srv, err := server.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	if withNode {
+		cfg.Progress("node agent: not built yet (issue 4); pods are scheduled nowhere and stay Pending")
+	}
+	kubeconfig := srv.Config().KubeconfigPath
+	fmt.Fprintf(os.Stderr, "stead: up in %.2fs. Kubeconfig: %s\n", time.Since(began).Seconds(), kubeconfig)
+	fmt.Fprintf(os.Stderr, "stead: try   %s\n", kubectlHint(dataDir, kubeconfig))
+
+	select {
+	case <-ctx.Done():
+		cfg.Progress("stopping")
+		return nil
+	case <-srv.Failed():
+		return srv.Err()
+	}
+}
+
+// kubectlHint is the command that reaches this cluster from a shell.
+func kubectlHint(dataDir, kubeconfig string) string {
+	switch {
+	case kubeconfig != filepath.Join(dataDir, "kubeconfig"):
+		return "KUBECONFIG=" + kubeconfig + " stead kubectl get nodes"
+	case dataDir == defaultDataDir():
+		return "stead kubectl get nodes"
+	default:
+		return "stead --data-dir " + dataDir + " kubectl get nodes"
+	}
+}
+
+// prepareDataDir makes the data dir if needed and refuses what cannot be one.
+func prepareDataDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--data-dir %s: exists and is not a directory", dir)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/cache"
+	cliflag "k8s.io/component-base/cli/flag"
+	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/names"
+	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	scheduleroptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+)
+
+// The upstream components are configured through their own flags, exactly
+// as their binaries would be, and then run through their exported Run
+// functions: their commands install process-wide signal handlers that can
+// only be installed once, and stead needs one context to stop them all.
+
+func parseFlags(component string, sets cliflag.NamedFlagSets, args []string) error {
+	fs := pflag.NewFlagSet(component, pflag.ContinueOnError)
+	for _, name := range sets.Order {
+		fs.AddFlagSet(sets.FlagSets[name])
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s: %w", component, err)
+	}
+	return nil
+}
+
+func runAPIServer(ctx context.Context, args []string) error {
+	s := apiserveroptions.NewServerRunOptions()
+	sets := s.Flags()
+	if err := parseFlags("kube-apiserver", sets, args); err != nil {
+		return err
+	}
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return err
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return utilerrors.NewAggregate(errs)
+	}
+	return apiserverapp.Run(ctx, completed)
+}
+
+// disabledControllers are the upstream controllers stead does not start:
+// the StatefulSet controller, because pkg/statefulset replaces it, and the
+// autoscaler, which needs a metrics API that a bare cluster does not serve.
+var disabledControllers = []string{names.StatefulSetController, names.HorizontalPodAutoscalerController}
+
+func runControllerManager(ctx context.Context, args []string) error {
+	s, err := kcmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return err
+	}
+	known, off, aliases := kcmapp.KnownControllers(), kcmapp.ControllersDisabledByDefault(), kcmapp.ControllerAliases()
+	sets := s.Flags(known, off, aliases)
+	s.ParsedFlags = &sets
+	controllers := "--controllers=*,-" + strings.Join(disabledControllers, ",-")
+	if err := parseFlags("kube-controller-manager", sets, append([]string{controllers}, args...)); err != nil {
+		return err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	c, err := s.Config(ctx, known, off, aliases)
+	if err != nil {
+		return err
+	}
+	return kcmapp.Run(ctx, c.Complete())
+}
+
+func runScheduler(ctx context.Context, args []string) error {
+	opts := scheduleroptions.NewOptions()
+	if err := parseFlags("kube-scheduler", *opts.Flags, args); err != nil {
+		return err
+	}
+	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	if opts.InformerName == nil {
+		name, err := cache.NewInformerName("kube-scheduler")
+		if err != nil {
+			return err
+		}
+		opts.InformerName = name
+	}
+	cc, sched, err := schedulerapp.Setup(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return schedulerapp.Run(ctx, cc, sched)
+}

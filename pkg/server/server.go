@@ -1,0 +1,285 @@
+// Package server runs stead's control plane in one process: etcd (embedded
+// or external), the upstream kube-apiserver, the upstream generic
+// controllers and scheduler, and stead's own controllers.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/steadhq/stead/pkg/datadir"
+)
+
+// Server is a running control plane.
+type Server struct {
+	cfg   Config
+	lock  *datadir.Lock
+	etcd  *embed.Etcd
+	creds *credentials
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+	failed chan struct{}
+	once   sync.Once
+
+	// AdminClient talks to the API server as the cluster administrator.
+	AdminClient kubernetes.Interface
+}
+
+// Start brings the control plane up and returns once the API server answers
+// /readyz and the controllers have been started. It holds the data
+// directory's lock until Stop.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	since := func() string { return fmt.Sprintf("%.2fs", time.Since(began).Seconds()) }
+
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, lock: lock, failed: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Stop()
+		}
+	}()
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+
+	logDir := filepath.Join(cfg.DataDir, "logs")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, err
+	}
+	if s.creds, err = ensureCredentials(filepath.Join(cfg.DataDir, "pki"), &cfg); err != nil {
+		return nil, err
+	}
+
+	etcdServers := cfg.EtcdServers
+	etcdCA, etcdCert, etcdKey := cfg.EtcdCAFile, cfg.EtcdCertFile, cfg.EtcdKeyFile
+	if len(etcdServers) == 0 {
+		e, url, err := startEtcd(ctx, cfg.DataDir, s.creds, filepath.Join(logDir, "etcd.log"))
+		if err != nil {
+			return nil, err
+		}
+		s.etcd = e
+		etcdServers = []string{url}
+		etcdCA, etcdCert, etcdKey = s.creds.ca.CertFile, s.creds.etcdClient, s.creds.etcdClientK
+		cfg.Progress("etcd ready (embedded, " + since() + ")")
+	} else {
+		cfg.Progress("etcd: external " + strings.Join(etcdServers, ","))
+	}
+
+	// Kubeconfigs for the admin and for each in-process component: each
+	// authenticates with its own certificate so that RBAC and audit see who
+	// did what.
+	credDir := filepath.Join(cfg.DataDir, "cred")
+	url := cfg.URL()
+	ca := s.creds.ca
+	kubeconfigs := map[string]string{}
+	for _, k := range []struct {
+		name, user string
+		groups     []string
+	}{
+		{"controller-manager", controllerManagerUser, nil},
+		{"scheduler", schedulerUser, nil},
+		{"stead-controller", SteadControllerUser, nil},
+	} {
+		path := filepath.Join(credDir, k.name+".kubeconfig")
+		if err := writeKubeconfig(path, url, ca, k.user, k.groups); err != nil {
+			return nil, fmt.Errorf("kubeconfig for %s: %w", k.name, err)
+		}
+		kubeconfigs[k.name] = path
+	}
+	if err := writeKubeconfig(cfg.KubeconfigPath, url, ca, adminUser, []string{"system:masters"}); err != nil {
+		return nil, fmt.Errorf("--write-kubeconfig %s: %w", cfg.KubeconfigPath, err)
+	}
+
+	s.goRun(runCtx, "kube-apiserver", func(ctx context.Context) error {
+		return runAPIServer(ctx, s.apiServerArgs(etcdServers, etcdCA, etcdCert, etcdKey))
+	})
+	restCfg, err := clientcmd.BuildConfigFromFlags("", cfg.KubeconfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if s.AdminClient, err = kubernetes.NewForConfig(restCfg); err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	cfg.Progress("API server ready at " + url + " (" + since() + ")")
+
+	leaderElect := "--leader-elect=" + strconv.FormatBool(cfg.LeaderElect)
+	s.goRun(runCtx, "kube-controller-manager", func(ctx context.Context) error {
+		return runControllerManager(ctx, []string{
+			"--kubeconfig=" + kubeconfigs["controller-manager"],
+			leaderElect,
+			"--secure-port=0",
+			"--use-service-account-credentials=true",
+			"--service-account-private-key-file=" + s.creds.saKey,
+			"--root-ca-file=" + ca.CertFile,
+			"--cluster-signing-cert-file=" + ca.CertFile,
+			"--cluster-signing-key-file=" + ca.KeyFile,
+			"--allocate-node-cidrs=true",
+			"--cluster-cidr=" + cfg.ClusterCIDR,
+			"--service-cluster-ip-range=" + cfg.ServiceCIDR,
+			"--configure-cloud-routes=false",
+			"--profiling=false",
+		})
+	})
+	s.goRun(runCtx, "kube-scheduler", func(ctx context.Context) error {
+		return runScheduler(ctx, []string{
+			"--kubeconfig=" + kubeconfigs["scheduler"],
+			leaderElect,
+			"--secure-port=0",
+			"--profiling=false",
+		})
+	})
+	cfg.Progress("controllers and scheduler started (" + since() + ")")
+	ok = true
+	return s, nil
+}
+
+func (s *Server) apiServerArgs(etcdServers []string, etcdCA, etcdCert, etcdKey string) []string {
+	c, cr := &s.cfg, s.creds
+	issuer := "https://kubernetes.default.svc." + c.ClusterDomain
+	reconciler := "lease"
+	if len(c.EtcdServers) == 0 {
+		// One embedded etcd means one server: nothing to reconcile with,
+		// and the lease reconciler would publish a loopback address as the
+		// `kubernetes` endpoint, which Endpoints validation rejects.
+		reconciler = "none"
+	}
+	args := []string{
+		"--etcd-servers=" + strings.Join(etcdServers, ","),
+		"--bind-address=" + c.BindAddress,
+		"--secure-port=" + strconv.Itoa(c.HTTPSPort),
+		"--tls-cert-file=" + cr.servingCert,
+		"--tls-private-key-file=" + cr.servingKey,
+		"--client-ca-file=" + cr.ca.CertFile,
+		"--anonymous-auth=false",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--allow-privileged=true",
+		"--service-account-issuer=" + issuer,
+		"--service-account-key-file=" + cr.saPub,
+		"--service-account-signing-key-file=" + cr.saKey,
+		"--service-cluster-ip-range=" + c.ServiceCIDR,
+		"--kubelet-client-certificate=" + cr.kubeletCert,
+		"--kubelet-client-key=" + cr.kubeletKey,
+		"--kubelet-certificate-authority=" + cr.ca.CertFile,
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--endpoint-reconciler-type=" + reconciler,
+		// Priority and fairness guards a shared multi-tenant API server; on
+		// a one-binary cluster it costs memory and start time for nothing.
+		"--enable-priority-and-fairness=false",
+		"--profiling=false",
+		"--shutdown-delay-duration=0s",
+	}
+	if etcdCA != "" {
+		args = append(args, "--etcd-cafile="+etcdCA)
+	}
+	if etcdCert != "" {
+		args = append(args, "--etcd-certfile="+etcdCert, "--etcd-keyfile="+etcdKey)
+	}
+	return args
+}
+
+// waitReady polls /readyz until the API server is up, failing early if the
+// API server goroutine has already returned an error.
+func (s *Server) waitReady(ctx context.Context) error {
+	rc := s.AdminClient.Discovery().RESTClient()
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-s.failed:
+			return false, s.Err()
+		default:
+		}
+		body, err := rc.Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil && string(body) == "ok" {
+			return true, nil
+		}
+		lastErr = err
+		return false, nil
+	})
+	if err != nil && lastErr != nil && s.Err() == nil {
+		return fmt.Errorf("API server not ready: %w (last: %v)", err, lastErr)
+	}
+	return err
+}
+
+// goRun runs a component until ctx ends; a component that returns early
+// fails the whole server, since a control plane missing a part is broken.
+func (s *Server) goRun(ctx context.Context, name string, run func(context.Context) error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("exited")
+		}
+		s.fail(fmt.Errorf("%s: %w", name, err))
+	}()
+}
+
+func (s *Server) fail(err error) {
+	s.errMu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.errMu.Unlock()
+	s.once.Do(func() { close(s.failed) })
+}
+
+// Err is the first failure of a component, if any.
+func (s *Server) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Failed is closed when a component fails.
+func (s *Server) Failed() <-chan struct{} { return s.failed }
+
+// Config is the configuration the server runs with, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Stop stops every component, then etcd, then releases the data dir.
+func (s *Server) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+	}
+	if s.etcd != nil {
+		stopEtcd(s.etcd)
+	}
+	s.lock.Release()
+}
