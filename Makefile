@@ -1,5 +1,5 @@
 # stead: one binary. `make` builds it; `make test` runs every test, as CI does.
-GO ?= go
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 KUBE_VERSION := v1.37.2
 STEAD_VERSION ?= $(KUBE_VERSION)-stead.0
 VERSION_PKG := k8s.io/component-base/version

@@ -1,0 +1,113 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"net"
+	"os"
+	"testing"
+)
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+func TestCAIsReused(t *testing.T) {
+	dir := t.TempDir()
+	first, err := LoadOrCreateCA(dir, "ca", "test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := LoadOrCreateCA(dir, "ca", "test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first.Cert.Raw, second.Cert.Raw) {
+		t.Fatal("a second LoadOrCreateCA made a new CA instead of loading the first")
+	}
+	if !first.Cert.IsCA {
+		t.Fatal("CA certificate is not a CA")
+	}
+}
+
+func TestEnsureCert(t *testing.T) {
+	serving := Spec{CommonName: "kube-apiserver", DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}, Server: true}
+	for _, tc := range []struct {
+		name        string
+		then        Spec
+		wantReissue bool
+	}{
+		{"same spec is reused", serving, false},
+		{"subset of SANs is reused", Spec{CommonName: "kube-apiserver", DNSNames: []string{"localhost"}, Server: true}, false},
+		{"new SAN reissues", Spec{CommonName: "kube-apiserver", DNSNames: []string{"localhost", "stead.example"}, IPs: serving.IPs, Server: true}, true},
+		{"new IP reissues", Spec{CommonName: "kube-apiserver", DNSNames: serving.DNSNames, IPs: []net.IP{net.ParseIP("10.0.0.1")}, Server: true}, true},
+		{"client usage reissues", Spec{CommonName: "kube-apiserver", DNSNames: serving.DNSNames, Client: true}, true},
+		{"other organization reissues", Spec{CommonName: "kube-apiserver", Organization: []string{"system:masters"}, Server: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ca, err := LoadOrCreateCA(dir, "ca", "test-ca")
+			if err != nil {
+				t.Fatal(err)
+			}
+			certFile, _, err := ca.EnsureCert(dir, "leaf", serving)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := readCert(t, certFile)
+			if err := before.CheckSignatureFrom(ca.Cert); err != nil {
+				t.Fatalf("leaf not signed by the CA: %v", err)
+			}
+			if _, _, err := ca.EnsureCert(dir, "leaf", tc.then); err != nil {
+				t.Fatal(err)
+			}
+			after := readCert(t, certFile)
+			if reissued := !bytes.Equal(before.Raw, after.Raw); reissued != tc.wantReissue {
+				t.Fatalf("reissued = %v, want %v", reissued, tc.wantReissue)
+			}
+			if !satisfies(after, tc.then) {
+				t.Fatalf("certificate after EnsureCert does not satisfy %+v", tc.then)
+			}
+			if fi, err := os.Stat(certFile[:len(certFile)-len(".crt")] + ".key"); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("key file mode %v (%v), want 0600", fi.Mode(), err)
+			}
+		})
+	}
+}
+
+func TestCertFromAnotherCAIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	spec := Spec{CommonName: "admin", Client: true}
+	other, err := LoadOrCreateCA(t.TempDir(), "ca", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, _, err := other.EnsureCert(dir, "admin", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := LoadOrCreateCA(t.TempDir(), "ca", "ours")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ca.EnsureCert(dir, "admin", spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := readCert(t, certFile).CheckSignatureFrom(ca.Cert); err != nil {
+		t.Fatalf("certificate still from the other CA: %v", err)
+	}
+}

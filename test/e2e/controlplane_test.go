@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCreateGetWatchDelete(t *testing.T) {
+	c := sharedCluster(t)
+	c.mustKubectl("", "create", "namespace", "crud")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lines, err := c.watchLines(ctx, "-n", "crud", "get", "configmaps", "-w", "--output-watch-events", "-o", "custom-columns=EVENT:.type,NAME:.object.metadata.name,DATA:.object.data.k", "--no-headers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watch only counts once it has listed what exists (kube-root-ca.crt
+	// may or may not be there yet), so wait for a first line of our own.
+	c.mustKubectl(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: first, namespace: crud}
+data: {k: v1}
+`, "apply", "-f", "-")
+	out := c.mustKubectl("", "-n", "crud", "get", "configmap", "first", "-o", "jsonpath={.data.k}")
+	if out != "v1" {
+		t.Fatalf("get first: data.k = %q, want v1", out)
+	}
+	c.mustKubectl("", "-n", "crud", "patch", "configmap", "first", "--type=merge", "-p", `{"data":{"k":"v2"}}`)
+	c.mustKubectl("", "-n", "crud", "delete", "configmap", "first")
+	if out, err := c.kubectl("", "-n", "crud", "get", "configmap", "first"); err == nil || !strings.Contains(out, "NotFound") {
+		t.Fatalf("get after delete: err=%v out=%q, want NotFound", err, out)
+	}
+
+	want := []string{"ADDED first v1", "MODIFIED first v2", "DELETED first v2"}
+	var got []string
+	timeout := time.After(30 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("watch ended early; saw %q", got)
+			}
+			fields := strings.Join(strings.Fields(line), " ")
+			if strings.Contains(fields, " first ") {
+				got = append(got, fields)
+			}
+		case <-timeout:
+			t.Fatalf("watch saw %q, want %q", got, want)
+		}
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("watch events = %q, want %q", got, want)
+		}
+	}
+}
+
+func TestDeploymentGetsReplicaSet(t *testing.T) {
+	c := sharedCluster(t)
+	c.mustKubectl("", "create", "deployment", "web", "--image=nginx:1.9.1", "--replicas=2")
+	eventually(t, 30*time.Second, "ReplicaSet with 2 pods for deployment web", func() error {
+		out, err := c.kubectl("", "get", "replicasets", "-l", "app=web", "-o", "jsonpath={.items[0].spec.replicas}/{.items[0].metadata.ownerReferences[0].name}")
+		if err != nil || out != "2/web" {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		out, err = c.kubectl("", "get", "pods", "-l", "app=web", "-o", "name")
+		if n := len(strings.Fields(out)); err != nil || n != 2 {
+			return fmt.Errorf("%d pods: %v %q", n, err, out)
+		}
+		return nil
+	})
+	// Garbage collection is the upstream controller's too: deleting the
+	// Deployment takes its ReplicaSet and pods with it.
+	c.mustKubectl("", "delete", "deployment", "web", "--cascade=foreground", "--wait=true", "--timeout=60s")
+	eventually(t, 30*time.Second, "ReplicaSet of deleted deployment is gone", func() error {
+		out, err := c.kubectl("", "get", "replicasets", "-l", "app=web", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "" {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
+}
+
+func TestAuthentication(t *testing.T) {
+	c := sharedCluster(t)
+	ca := filepath.Join(c.dataDir, "pki", "ca.crt")
+	// A bare client with only the server's address and CA: no credentials.
+	bare := func(extra ...string) (string, error) {
+		return c.kubectl("", append([]string{"--kubeconfig=/dev/null", "--server=" + c.url(), "--certificate-authority=" + ca}, extra...)...)
+	}
+
+	t.Run("anonymous is rejected", func(t *testing.T) {
+		// kubectl with no credentials would prompt for a password, so ask
+		// the way an unauthenticated program does.
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(ca)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			t.Fatalf("CA %s: %v", ca, err)
+		}
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		resp, err := client.Get(c.url() + "/api/v1/namespaces")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("anonymous GET /api/v1/namespaces: %s, want 401", resp.Status)
+		}
+	})
+
+	t.Run("service account token without rights gets 403", func(t *testing.T) {
+		c.mustKubectl("", "create", "serviceaccount", "robot")
+		token := strings.TrimSpace(c.mustKubectl("", "create", "token", "robot"))
+		out, err := bare("--token="+token, "get", "secrets")
+		if err == nil || !strings.Contains(out, "Forbidden") || !strings.Contains(out, "system:serviceaccount:default:robot") {
+			t.Fatalf("robot get secrets: err=%v out=%q, want Forbidden for the robot", err, out)
+		}
+		// RBAC grants, and then the same token may.
+		c.mustKubectl("", "create", "role", "read-secrets", "--verb=list", "--resource=secrets")
+		c.mustKubectl("", "create", "rolebinding", "robot-reads", "--role=read-secrets", "--serviceaccount=default:robot")
+		eventually(t, 10*time.Second, "robot may list secrets after the rolebinding", func() error {
+			out, err := bare("--token="+token, "get", "secrets")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	})
+}
+
+func TestInvalidFieldIsRejectedWithItsPath(t *testing.T) {
+	c := sharedCluster(t)
+	for _, tc := range []struct {
+		name     string
+		manifest string
+		args     []string
+		want     []string
+	}{
+		{
+			name: "negative replicas",
+			manifest: `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad-replicas}
+spec:
+  replicas: -1
+  selector: {matchLabels: {app: bad}}
+  template:
+    metadata: {labels: {app: bad}}
+    spec: {containers: [{name: c, image: busybox:1.28.4}]}
+`,
+			want: []string{"spec.replicas", "Invalid value"},
+		},
+		{
+			name: "unknown field",
+			manifest: `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad-field}
+spec:
+  replica: 3
+  selector: {matchLabels: {app: bad}}
+  template:
+    metadata: {labels: {app: bad}}
+    spec: {containers: [{name: c, image: busybox:1.28.4}]}
+`,
+			want: []string{`unknown field "spec.replica"`},
+		},
+		{
+			name: "selector does not match template",
+			manifest: `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: bad-selector}
+spec:
+  serviceName: x
+  selector: {matchLabels: {app: one}}
+  template:
+    metadata: {labels: {app: two}}
+    spec: {containers: [{name: c, image: busybox:1.28.4}]}
+`,
+			want: []string{"spec.template.metadata.labels", "does not match"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := c.kubectl(tc.manifest, "apply", "-f", "-")
+			if err == nil {
+				t.Fatalf("apply succeeded; want an error naming %q:\n%s", tc.want, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("error %q does not contain %q", out, w)
+				}
+			}
+			name := strings.Fields(strings.SplitN(tc.manifest, "name: ", 2)[1])[0]
+			name = strings.TrimSuffix(name, "}")
+			kind := strings.Fields(strings.SplitN(tc.manifest, "kind: ", 2)[1])[0]
+			if out, err := c.kubectl("", "get", kind, name); err == nil || !strings.Contains(out, "NotFound") {
+				t.Errorf("%s/%s exists after a rejected apply: %v %s", kind, name, err, out)
+			}
+		})
+	}
+}
+
+func TestObjectsSurviveRestartAndKill(t *testing.T) {
+	c := newCluster(t)
+	caBefore, err := os.ReadFile(filepath.Join(c.dataDir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mustKubectl("", "create", "configmap", "before-stop", "--from-literal=k=1")
+	c.stop()
+	c.start()
+	c.mustKubectl("", "get", "configmap", "before-stop")
+
+	// Written and acknowledged, then SIGKILL with no chance to flush.
+	for i := range 20 {
+		c.mustKubectl("", "create", "configmap", fmt.Sprintf("before-kill-%d", i), "--from-literal=k=1")
+	}
+	c.kill()
+	c.start()
+	out := c.mustKubectl("", "get", "configmaps", "-o", "name")
+	for _, name := range []string{"before-stop", "before-kill-0", "before-kill-19"} {
+		if !strings.Contains(out, "configmap/"+name+"\n") {
+			t.Errorf("configmap %s lost across restart and kill -9; have:\n%s", name, out)
+		}
+	}
+	caAfter, err := os.ReadFile(filepath.Join(c.dataDir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(caBefore, caAfter) {
+		t.Error("the cluster CA changed across restarts; certificates must be reused")
+	}
+	if fi, err := os.Stat(c.kubeconfig()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig mode: %v %v, want 0600", fi.Mode(), err)
+	}
+}
+
+func TestDataDirLock(t *testing.T) {
+	c := sharedCluster(t)
+	second := &cluster{t: t, dataDir: c.dataDir, port: freePort(t)}
+	if err := second.startNoWait(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-second.exited:
+	case <-time.After(30 * time.Second):
+		second.kill()
+		t.Fatalf("a second stead up on a data dir in use did not fail:\n%s", second.stderr)
+	}
+	if second.waitErr == nil {
+		t.Fatalf("second stead up exited 0:\n%s", second.stderr)
+	}
+	if msg := second.stderr.String(); !strings.Contains(msg, "in use") || !strings.Contains(msg, c.dataDir) {
+		t.Fatalf("second stead up said %q; want it to name the data dir in use", msg)
+	}
+	// The first one is unharmed.
+	c.mustKubectl("", "get", "namespaces")
+}
+
+func TestBadInvocations(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"up", "--no-such-flag"}, "unknown flag: --no-such-flag"},
+		{[]string{"up", "--data-dir", file}, "not a directory"},
+		{[]string{"up", "--data-dir", t.TempDir(), "--https-port", "70000"}, "--https-port"},
+		{[]string{"up", "--data-dir", t.TempDir(), "--bind-address", "nowhere"}, "--bind-address"},
+		{[]string{"agent"}, "not built yet"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := exec.Command(steadBin, tc.args...)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("exit 0, want failure:\n%s", out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output %q does not contain %q", out, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,245 @@
+// Package e2e drives the real stead binary and its built-in kubectl, exactly
+// as a user types them. STEAD_BIN names the binary (make e2e sets it).
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var steadBin = os.Getenv("STEAD_BIN")
+
+func TestMain(m *testing.M) {
+	if steadBin == "" {
+		fmt.Fprintln(os.Stderr, "e2e: set STEAD_BIN to the stead binary (make e2e does)")
+		os.Exit(2)
+	}
+	code := m.Run()
+	if shared != nil {
+		if err := shared.signal(syscall.SIGTERM, time.Minute); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: shared cluster:", err)
+			code = 1
+		}
+		os.RemoveAll(shared.dataDir)
+	}
+	os.Exit(code)
+}
+
+// cluster is one `stead up` process on its own data dir and port.
+type cluster struct {
+	t       testing.TB
+	dataDir string
+	port    int
+	extra   []string
+	cmd     *exec.Cmd
+	stderr  *syncBuffer
+	exited  chan struct{}
+	waitErr error
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newCluster starts `stead up` on a fresh data dir and waits until it says
+// it is up. The cluster is stopped when the test ends.
+func newCluster(t testing.TB, extra ...string) *cluster {
+	c := &cluster{t: t, dataDir: t.TempDir(), port: freePort(t), extra: extra}
+	c.start()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cluster) start() {
+	c.t.Helper()
+	if err := c.startNoWait(); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.waitUp(2 * time.Minute); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) startNoWait() error {
+	args := append([]string{"up", "--data-dir", c.dataDir, "--https-port", fmt.Sprint(c.port)}, c.extra...)
+	c.cmd = exec.Command(steadBin, args...)
+	c.stderr = &syncBuffer{}
+	c.cmd.Stdout = c.stderr
+	c.cmd.Stderr = c.stderr
+	c.exited = make(chan struct{})
+	if err := c.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { c.waitErr = c.cmd.Wait(); close(c.exited) }()
+	return nil
+}
+
+func (c *cluster) waitUp(timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for !strings.Contains(c.stderr.String(), "stead: up in ") {
+		select {
+		case <-c.exited:
+			return fmt.Errorf("stead up exited (%v) before it was up:\n%s", c.waitErr, c.stderr)
+		case <-deadline:
+			return fmt.Errorf("stead up not up after %v:\n%s", timeout, c.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// stop ends stead the way a user does, with SIGTERM, and waits for it.
+func (c *cluster) stop() {
+	if err := c.signal(syscall.SIGTERM, time.Minute); err != nil {
+		c.t.Error(err)
+	}
+}
+
+// kill ends stead with SIGKILL: nothing gets a chance to flush or close.
+func (c *cluster) kill() {
+	if err := c.signal(syscall.SIGKILL, time.Minute); err != nil {
+		c.t.Error(err)
+	}
+}
+
+func (c *cluster) signal(sig syscall.Signal, wait time.Duration) error {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return nil
+	}
+	select {
+	case <-c.exited:
+		return nil
+	default:
+	}
+	_ = c.cmd.Process.Signal(sig)
+	select {
+	case <-c.exited:
+		return nil
+	case <-time.After(wait):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("stead did not exit within %v of %v:\n%s", wait, sig, c.stderr)
+	}
+}
+
+func (c *cluster) kubeconfig() string { return filepath.Join(c.dataDir, "kubeconfig") }
+func (c *cluster) url() string        { return fmt.Sprintf("https://127.0.0.1:%d", c.port) }
+
+// kubectl runs `stead kubectl` against this cluster, as a user with
+// STEAD_DATA_DIR set does.
+func (c *cluster) kubectl(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(steadBin, append([]string{"kubectl"}, args...)...)
+	cmd.Env = append(os.Environ(), "STEAD_DATA_DIR="+c.dataDir, "KUBECONFIG=")
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *cluster) mustKubectl(stdin string, args ...string) string {
+	c.t.Helper()
+	out, err := c.kubectl(stdin, args...)
+	if err != nil {
+		c.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// eventually retries f until it succeeds or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// watchLines runs a long-lived kubectl (get -w) and returns its output lines.
+func (c *cluster) watchLines(ctx context.Context, args ...string) (<-chan string, error) {
+	cmd := exec.CommandContext(ctx, steadBin, append([]string{"kubectl"}, args...)...)
+	cmd.Env = append(os.Environ(), "STEAD_DATA_DIR="+c.dataDir, "KUBECONFIG=")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		_ = cmd.Wait()
+	}()
+	return lines, nil
+}
+
+var (
+	shared     *cluster
+	sharedErr  error
+	sharedOnce sync.Once
+)
+
+// sharedCluster is one cluster for the tests that do not restart it.
+func sharedCluster(t *testing.T) *cluster {
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "stead-e2e-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		shared = &cluster{t: t, dataDir: dir, port: freePort(t)}
+		if sharedErr = shared.startNoWait(); sharedErr == nil {
+			sharedErr = shared.waitUp(2 * time.Minute)
+		}
+	})
+	if sharedErr != nil {
+		t.Fatal("shared cluster:", sharedErr)
+	}
+	shared.t = t
+	return shared
+}
