@@ -54,9 +54,21 @@ func runAPIServer(ctx context.Context, args []string) error {
 }
 
 // disabledControllers are the upstream controllers stead does not start:
-// the StatefulSet controller, because pkg/statefulset replaces it, and the
-// autoscaler, which needs a metrics API that a bare cluster does not serve.
-var disabledControllers = []string{names.StatefulSetController, names.HorizontalPodAutoscalerController}
+//   - statefulset: pkg/statefulset replaces it;
+//   - horizontal-pod-autoscaler: needs a metrics API a bare cluster lacks;
+//   - resourcequota: watches every resource type to count usage, a real cost
+//     in memory for a multi-tenant feature a one-binary cluster rarely uses;
+//   - attach-detach: stead's volumes are local and never attached;
+//   - storage-version-migrator and the ClusterTrustBundle publisher: serve
+//     API migrations and beta certificate bundles stead does not use.
+var disabledControllers = []string{
+	names.StatefulSetController,
+	names.HorizontalPodAutoscalerController,
+	names.ResourceQuotaController,
+	names.PersistentVolumeAttachDetachController,
+	names.StorageVersionMigratorController,
+	names.KubeAPIServerClusterTrustBundlePublisherController,
+}
 
 func runControllerManager(ctx context.Context, args []string) error {
 	s, err := kcmoptions.NewKubeControllerManagerOptions()

@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/steadhq/stead/pkg/datadir"
@@ -37,8 +38,13 @@ type Server struct {
 	once   sync.Once
 
 	// AdminClient talks to the API server as the cluster administrator.
-	AdminClient kubernetes.Interface
+	AdminClient      kubernetes.Interface
+	controllerConfig *rest.Config
 }
+
+// ControllerConfig is the client configuration of stead's own controllers:
+// their identity and rights, not the administrator's.
+func (s *Server) ControllerConfig() *rest.Config { return rest.CopyConfig(s.controllerConfig) }
 
 // Start brings the control plane up and returns once the API server answers
 // /readyz and the controllers have been started. It holds the data
@@ -127,6 +133,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.Progress("API server ready at " + url + " (" + since() + ")")
+	if err := ensureRBAC(ctx, s.AdminClient); err != nil {
+		return nil, err
+	}
+	if s.controllerConfig, err = clientcmd.BuildConfigFromFlags("", kubeconfigs["stead-controller"]); err != nil {
+		return nil, err
+	}
 
 	leaderElect := "--leader-elect=" + strconv.FormatBool(cfg.LeaderElect)
 	s.goRun(runCtx, "kube-controller-manager", func(ctx context.Context) error {

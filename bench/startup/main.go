@@ -1,0 +1,207 @@
+// Command startup measures how fast `stead up` is ready and how much memory
+// it holds when idle, and prints a table:
+//
+//	go run ./bench/startup -stead bin/stead
+//
+// "cold" is a first start on an empty data dir (PKI and etcd made); "warm"
+// is a restart on the same data dir. Times run from exec to the first 200
+// from /readyz, and to the first successful `stead kubectl get namespaces`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func main() {
+	stead := flag.String("stead", "bin/stead", "the stead binary")
+	runs := flag.Int("runs", 3, "starts of each kind")
+	idle := flag.Duration("idle", 30*time.Second, "idle time before RSS is read")
+	flag.Parse()
+	if err := run(*stead, *runs, *idle); err != nil {
+		fmt.Fprintln(os.Stderr, "startup:", err)
+		os.Exit(1)
+	}
+}
+
+type sample struct{ readyz, kubectl time.Duration }
+
+func run(stead string, runs int, idle time.Duration) error {
+	stead, err := filepath.Abs(stead)
+	if err != nil {
+		return err
+	}
+	results := map[string][]sample{}
+	var rss, hwm int64
+	for i := range runs {
+		dir, err := os.MkdirTemp("", "stead-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		// One port per data dir: the kubeconfig a cold start wrote stays
+		// right for the warm start.
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		for _, kind := range []string{"cold", "warm"} {
+			measureIdle := kind == "warm" && i == runs-1
+			s, r, h, err := startOnce(stead, dir, port, measureIdle, idle)
+			if err != nil {
+				log, _ := os.ReadFile(filepath.Join(dir, "bench-up.log"))
+				return fmt.Errorf("%s start: %w\n%s", kind, err, log)
+			}
+			results[kind] = append(results[kind], s)
+			if measureIdle {
+				rss, hwm = r, h
+			}
+		}
+	}
+	fmt.Printf("stead up, %d runs each (median, min-max)\n\n", runs)
+	fmt.Printf("| start | exec → /readyz | exec → kubectl get ns |\n|---|---|---|\n")
+	for _, kind := range []string{"cold", "warm"} {
+		s := results[kind]
+		fmt.Printf("| %s | %s | %s |\n", kind, stats(s, func(x sample) time.Duration { return x.readyz }), stats(s, func(x sample) time.Duration { return x.kubectl }))
+	}
+	fmt.Printf("\n| memory after %v idle | RSS | peak RSS |\n|---|---|---|\n| stead up (no pods) | %d MB | %d MB |\n", idle, rss>>20, hwm>>20)
+	return nil
+}
+
+func stats(s []sample, f func(sample) time.Duration) string {
+	d := make([]time.Duration, len(s))
+	for i := range s {
+		d[i] = f(s[i])
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return fmt.Sprintf("%.2fs (%.2f-%.2f)", d[len(d)/2].Seconds(), d[0].Seconds(), d[len(d)-1].Seconds())
+}
+
+func startOnce(stead, dir string, port int, measureIdle bool, idle time.Duration) (s sample, rss, hwm int64, err error) {
+	logFile, err := os.Create(filepath.Join(dir, "bench-up.log"))
+	if err != nil {
+		return s, 0, 0, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(stead, "up", "--data-dir", dir, "--https-port", strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return s, 0, 0, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	kubectlDone := make(chan error, 1)
+	go func() { kubectlDone <- pollKubectl(ctx, stead, dir, began, &s.kubectl) }()
+	if err := pollReadyz(ctx, filepath.Join(dir, "kubeconfig"), began, &s.readyz, exited); err != nil {
+		return s, 0, 0, err
+	}
+	if err := <-kubectlDone; err != nil {
+		return s, 0, 0, err
+	}
+	if measureIdle {
+		time.Sleep(idle)
+		rss, hwm, err = memory(cmd.Process.Pid)
+	}
+	return s, rss, hwm, err
+}
+
+func pollReadyz(ctx context.Context, kubeconfig string, began time.Time, took *time.Duration, exited <-chan error) error {
+	var client rest.Interface
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("stead exited: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if client == nil {
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				continue // not written yet
+			}
+			cfg.Timeout = time.Second
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			client = cs.Discovery().RESTClient()
+		}
+		body, err := client.Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil && string(body) == "ok" {
+			*took = time.Since(began)
+			return nil
+		}
+	}
+}
+
+func pollKubectl(ctx context.Context, stead, dir string, began time.Time, took *time.Duration) error {
+	for ctx.Err() == nil {
+		cmd := exec.CommandContext(ctx, stead, "kubectl", "--request-timeout=2s", "get", "namespaces")
+		cmd.Env = append(os.Environ(), "STEAD_DATA_DIR="+dir, "KUBECONFIG=")
+		if out, err := cmd.CombinedOutput(); err == nil && strings.Contains(string(out), "kube-system") {
+			*took = time.Since(began)
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ctx.Err()
+}
+
+// memory reads the resident set and its peak from /proc, in bytes.
+func memory(pid int) (rss, hwm int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			hwm = kb << 10
+		}
+	}
+	return rss, hwm, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

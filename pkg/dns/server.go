@@ -1,0 +1,349 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Config configures a Server. The zero value serves cluster.local with a
+// 5 second TTL and forwards nothing.
+type Config struct {
+	// Zone is the cluster domain, "cluster.local" if empty.
+	Zone string
+	// TTL is the TTL of every record served from the cluster's data, in
+	// seconds; 5 if zero.
+	TTL uint32
+	// Upstreams are the resolvers that names outside the zone are
+	// forwarded to, as "ip" or "ip:port", tried in order. See
+	// ResolvConfUpstreams.
+	Upstreams []string
+}
+
+const (
+	defaultZone = "cluster.local"
+	defaultTTL  = 5
+	// advertisedUDPSize is the EDNS0 buffer size this server announces,
+	// the DNS Flag Day 2020 value that avoids IP fragmentation.
+	advertisedUDPSize = 1232
+	forwardTimeout    = 2 * time.Second
+)
+
+// Server answers DNS queries for the cluster zone from an in-memory index
+// kept current by informers, and forwards all other names.
+type Server struct {
+	zone      string // "cluster.local."
+	dotZone   string // ".cluster.local."
+	ttl       uint32
+	upstreams []netip.AddrPort
+
+	ctrl   *controller
+	idx    *index
+	synced []cache.InformerSynced
+
+	udpClient, tcpClient *dns.Client
+
+	listenMu sync.RWMutex
+	listen   []netip.AddrPort // our own listeners, never forwarded to
+
+	rotation atomic.Uint32
+	replies  sync.Pool
+}
+
+var _ dns.Handler = (*Server)(nil)
+
+// New creates a Server fed by the Service, EndpointSlice and Namespace
+// informers of factory. It registers those informers with the factory; the
+// caller starts the factory afterwards and may wait for HasSynced.
+func New(cfg Config, factory informers.SharedInformerFactory) (*Server, error) {
+	zone := strings.ToLower(strings.Trim(cfg.Zone, "."))
+	if zone == "" {
+		zone = defaultZone
+	}
+	if _, ok := dns.IsDomainName(zone); !ok {
+		return nil, fmt.Errorf("dns: invalid zone %q", cfg.Zone)
+	}
+	zone = dns.Fqdn(zone)
+	ttl := cfg.TTL
+	if ttl == 0 {
+		ttl = defaultTTL
+	}
+	upstreams := make([]netip.AddrPort, 0, len(cfg.Upstreams))
+	for _, u := range cfg.Upstreams {
+		ap, err := parseUpstream(u)
+		if err != nil {
+			return nil, err
+		}
+		upstreams = append(upstreams, ap)
+	}
+
+	s := &Server{
+		zone:      zone,
+		dotZone:   "." + zone,
+		ttl:       ttl,
+		upstreams: upstreams,
+		ctrl:      newController(builder{zone: zone, ttl: ttl}),
+		udpClient: &dns.Client{Net: "udp", Timeout: forwardTimeout, UDPSize: dns.DefaultMsgSize},
+		tcpClient: &dns.Client{Net: "tcp", Timeout: forwardTimeout},
+	}
+	s.idx = s.ctrl.idx
+	s.replies.New = func() any { return new(reply) }
+
+	onService, onSlice, onNamespace := s.ctrl.handlers()
+	for _, reg := range []struct {
+		informer cache.SharedIndexInformer
+		handler  cache.ResourceEventHandler
+	}{
+		{factory.Core().V1().Services().Informer(), onService},
+		{factory.Discovery().V1().EndpointSlices().Informer(), onSlice},
+		{factory.Core().V1().Namespaces().Informer(), onNamespace},
+	} {
+		registration, err := reg.informer.AddEventHandler(reg.handler)
+		if err != nil {
+			return nil, fmt.Errorf("dns: add event handler: %w", err)
+		}
+		s.synced = append(s.synced, registration.HasSynced)
+	}
+	return s, nil
+}
+
+// parseUpstream accepts "ip", "ip:port" and "[ipv6]:port".
+func parseUpstream(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	ip, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("dns: upstream %q is not an IP address or IP:port", s)
+	}
+	return netip.AddrPortFrom(ip.Unmap(), 53), nil
+}
+
+// HasSynced reports whether the informers have listed every object and the
+// index holds them. Until then queries for the zone get SERVFAIL, which
+// makes clients retry, rather than a false NXDOMAIN that they would cache.
+func (s *Server) HasSynced() bool {
+	for _, synced := range s.synced {
+		if !synced() {
+			return false
+		}
+	}
+	return true
+}
+
+// ListenAndServe serves DNS over UDP and TCP on addr (host:port; port 0
+// picks one port for both) until ctx is done.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	return s.Serve(ctx, pc, ln)
+}
+
+// Serve serves DNS on the given UDP and TCP sockets until ctx is done, and
+// closes them.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+	s.addListenAddrs(pc.LocalAddr(), ln.Addr())
+
+	servers := []*dns.Server{
+		// UDPSize is the read buffer for queries, which EDNS0 lets reach
+		// the client's advertised size.
+		{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize},
+		{Listener: ln, Handler: s},
+	}
+	started := make(chan struct{}, len(servers))
+	errc := make(chan error, len(servers))
+	for _, srv := range servers {
+		srv.NotifyStartedFunc = func() { started <- struct{}{} }
+		go func() { errc <- srv.ActivateAndServe() }()
+	}
+
+	// Shutting a miekg server down before it started fails, so wait for
+	// both (or a failure) before watching ctx.
+	var err error
+	for range servers {
+		select {
+		case <-started:
+		case err = <-errc:
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		select {
+		case <-ctx.Done():
+		case err = <-errc:
+		}
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.ShutdownContext(shutdownCtx)
+	}
+	pc.Close()
+	ln.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) addListenAddrs(addrs ...net.Addr) {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			s.listen = append(s.listen, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
+}
+
+// ServeDNS answers one query; it implements dns.Handler.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	if r.Response || r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 {
+		rcode := dns.RcodeFormatError
+		if r.Opcode != dns.OpcodeQuery {
+			rcode = dns.RcodeNotImplemented
+		}
+		rep := s.newReply(r)
+		rep.msg.Rcode = rcode
+		s.send(w, r, rep)
+		return
+	}
+	q := &r.Question[0]
+	// ToLower returns its argument, without allocating, when it is
+	// already lower case, as nearly every query is.
+	name := strings.ToLower(q.Name)
+
+	if name == s.zone || strings.HasSuffix(name, s.dotZone) {
+		s.serveZone(w, r, name)
+		return
+	}
+	if n := s.idx.lookupPTR(name); n != nil {
+		rep := s.newReply(r)
+		rep.msg.Authoritative = true
+		rep.setAnswer(n.records(q.Qtype), q, name, s.rotation.Add(1))
+		s.send(w, r, rep)
+		return
+	}
+	s.forward(w, r)
+}
+
+func (s *Server) serveZone(w dns.ResponseWriter, r *dns.Msg, name string) {
+	q := &r.Question[0]
+	rep := s.newReply(r)
+	if !s.HasSynced() {
+		rep.msg.Rcode = dns.RcodeServerFailure
+		s.send(w, r, rep)
+		return
+	}
+	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
+		rep.msg.Rcode = dns.RcodeRefused
+		s.send(w, r, rep)
+		return
+	}
+
+	n, soa := s.idx.lookup(name)
+	if n == nil {
+		n = s.podNode(name)
+	}
+	rep.msg.Authoritative = true
+	if n == nil {
+		rep.msg.Rcode = dns.RcodeNameError
+		rep.msg.Ns = soa
+		s.send(w, r, rep)
+		return
+	}
+
+	answer := n.records(q.Qtype)
+	if len(answer) == 0 && len(n.cname) > 0 {
+		s.serveCNAME(w, r, rep, n.cname[0].(*dns.CNAME), soa)
+		return
+	}
+	if len(answer) == 0 {
+		rep.msg.Ns = soa // NODATA: the name exists, with other types
+		s.send(w, r, rep)
+		return
+	}
+	rep.setAnswer(answer, q, name, s.rotation.Add(1))
+	if q.Qtype == dns.TypeSRV {
+		rep.msg.Extra = n.extra
+	}
+	s.send(w, r, rep)
+}
+
+// podNode answers <a-b-c-d>.<ns>.pod.<zone> for any address, provided the
+// namespace exists: CoreDNS's "pods insecure", which is what pods that
+// resolve their own dashed name rely on. It allocates, unlike the prebuilt
+// names, but is rarely asked.
+func (s *Server) podNode(name string) *node {
+	label, rest, ok := strings.Cut(name, ".")
+	if !ok || strings.Count(rest, ".") != strings.Count(s.zone, ".")+2 ||
+		!strings.HasSuffix(rest, ".pod"+s.dotZone) {
+		return nil
+	}
+	if ns, _ := s.idx.lookup(rest); ns == nil {
+		return nil
+	}
+	ip, ok := podAddress(label)
+	if !ok {
+		return nil
+	}
+	n := &node{}
+	appendAddress(n, s.ctrl.b.address(name, ip))
+	return n.seal()
+}
+
+// serveCNAME answers a query for an ExternalName Service with its CNAME and,
+// as a recursive resolver would, the target's records, so that stub
+// resolvers that do not chase CNAMEs still get an address.
+func (s *Server) serveCNAME(w dns.ResponseWriter, r *dns.Msg, rep *reply, cname *dns.CNAME, soa []dns.RR) {
+	q := &r.Question[0]
+	rep.setAnswer([]dns.RR{cname}, q, strings.ToLower(q.Name), 0)
+	target := cname.Target
+	if target == s.zone || strings.HasSuffix(target, s.dotZone) {
+		// One level only: an ExternalName pointing at a cluster name is
+		// rare, and a longer chain could loop.
+		n, _ := s.idx.lookup(target)
+		if n != nil {
+			rep.msg.Answer = append(rep.msg.Answer, n.records(q.Qtype)...)
+		} else {
+			rep.msg.Rcode = dns.RcodeNameError // RFC 6604: the rcode of the last name
+		}
+		if len(rep.msg.Answer) == 1 {
+			rep.msg.Ns = soa
+		}
+		s.send(w, r, rep)
+		return
+	}
+	if len(s.upstreams) > 0 {
+		query := new(dns.Msg)
+		query.SetQuestion(target, q.Qtype)
+		query.RecursionDesired = true
+		if resp, err := s.exchange(query, false); err == nil {
+			rep.msg.Answer = append(rep.msg.Answer, resp.Answer...)
+			if resp.Rcode == dns.RcodeNameError {
+				rep.msg.Rcode = dns.RcodeNameError // RFC 6604: the rcode of the last name
+			}
+		}
+	}
+	s.send(w, r, rep)
+}
