@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -12,7 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/version"
 
+	"github.com/steadhq/stead/pkg/agent"
 	"github.com/steadhq/stead/pkg/server"
 )
 
@@ -22,6 +27,9 @@ type serverFlags struct {
 	clusterDNSListen string
 	verbosity        int
 	pprofListen      string
+	nodeName         string
+	nodeIP           string
+	maxPods          int
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -53,6 +61,9 @@ func newUpCommand(dataDir *string) *cobra.Command {
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().BoolVar(&f.cfg.LeaderElect, "leader-elect", false, "elect a leader among several servers for the controllers and scheduler")
+	cmd.Flags().StringVar(&f.nodeName, "node-name", agent.DefaultNodeName(), "name of this node")
+	cmd.Flags().StringVar(&f.nodeIP, "node-ip", "", "address of this node (default: --bind-address, or 127.0.0.1 if that is a wildcard)")
+	cmd.Flags().IntVar(&f.maxPods, "max-pods", 1100, "pods this node accepts")
 	return cmd
 }
 
@@ -124,7 +135,9 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 		cfg.Progress("cluster DNS answering on " + addr.String() + " (zone " + srv.Config().ClusterDomain + ")")
 	}
 	if withNode {
-		cfg.Progress("node agent: not built yet (issue 4); pods are scheduled nowhere and stay Pending")
+		if err := startNode(ctx, srv, f, cfg.Progress); err != nil {
+			return err
+		}
 	}
 	kubeconfig := srv.Config().KubeconfigPath
 	fmt.Fprintf(os.Stderr, "stead: up in %.2fs. Kubeconfig: %s\n", time.Since(began).Seconds(), kubeconfig)
@@ -139,6 +152,49 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 	case err := <-componentFailed:
 		return err
 	}
+}
+
+// startNode registers this machine as a Node served by the agent in this
+// process. Until the pod runtime exists the node says NotReady, with why,
+// so that the scheduler leaves pods Pending rather than binding them to a
+// node that cannot run them.
+func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress func(string)) error {
+	nodeIP := net.ParseIP(f.nodeIP)
+	if f.nodeIP == "" {
+		nodeIP = net.ParseIP(srv.Config().BindAddress)
+		if nodeIP.IsUnspecified() {
+			nodeIP = net.IPv4(127, 0, 0, 1)
+		}
+	} else if nodeIP == nil {
+		return fmt.Errorf("--node-ip %q is not an IP address", f.nodeIP)
+	}
+	kubeconfig := filepath.Join(srv.Config().DataDir, "cred", "node.kubeconfig")
+	if err := srv.WriteKubeconfig(kubeconfig, "system:node:"+f.nodeName, []string{"system:nodes"}); err != nil {
+		return err
+	}
+	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	runtimeStatus := agent.RuntimeStatus{Reason: "PodRuntimeNotBuilt", Message: "stead's pod runtime is not built yet (issue 4): pods cannot run on this node"}
+	node, err := agent.NewNode(client, agent.Config{
+		NodeName: f.nodeName, NodeIP: nodeIP, DataDir: srv.Config().DataDir, MaxPods: f.maxPods,
+		KubeletPort: 10250, Version: version.Get().GitVersion,
+		Runtime: func() agent.RuntimeStatus { return runtimeStatus },
+	})
+	if err != nil {
+		return err
+	}
+	if err := node.Register(ctx); err != nil {
+		return err
+	}
+	go node.Run(ctx)
+	progress(fmt.Sprintf("node %s registered, NotReady: %s", f.nodeName, runtimeStatus.Message))
+	return nil
 }
 
 // kubectlHint is the command that reaches this cluster from a shell.

@@ -295,3 +295,9 @@ func (s *Server) Stop() {
 	}
 	s.lock.Release()
 }
+
+// WriteKubeconfig writes a kubeconfig for user (in groups) signed by the
+// cluster CA: how the in-process node gets its system:node identity.
+func (s *Server) WriteKubeconfig(path, user string, groups []string) error {
+	return writeKubeconfig(path, s.cfg.URL(), s.creds.ca, user, groups)
+}

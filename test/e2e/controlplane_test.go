@@ -294,3 +294,23 @@ func TestBadInvocations(t *testing.T) {
 		})
 	}
 }
+
+func TestNodeRegistersAndRenewsItsLease(t *testing.T) {
+	c := sharedCluster(t)
+	name := c.mustKubectl("", "get", "nodes", "-o", "jsonpath={.items[*].metadata.name}")
+	if len(strings.Fields(name)) != 1 {
+		t.Fatalf("nodes = %q, want the one node of stead up", name)
+	}
+	// No pod runtime yet: the node must say so rather than take pods.
+	ready := c.mustKubectl("", "get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].reason}`)
+	if ready != "False/PodRuntimeNotBuilt" {
+		t.Errorf("Ready condition = %q, want False/PodRuntimeNotBuilt", ready)
+	}
+	if cidr := c.mustKubectl("", "get", "node", name, "-o", "jsonpath={.spec.podCIDR}"); !strings.HasPrefix(cidr, "10.42.") {
+		t.Errorf("podCIDR = %q, want one from 10.42.0.0/16", cidr)
+	}
+	holder := c.mustKubectl("", "-n", "kube-node-lease", "get", "lease", name, "-o", "jsonpath={.spec.holderIdentity}")
+	if holder != name {
+		t.Errorf("lease holder = %q, want %q", holder, name)
+	}
+}
