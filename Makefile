@@ -12,7 +12,9 @@ LDFLAGS := -s -w \
 
 BIN := bin/stead
 
-.PHONY: all build test unit e2e bench clean
+TESTIMAGES := bin/testimages
+
+.PHONY: all build test unit e2e bench clean testimages
 all: build
 
 build:
@@ -22,10 +24,14 @@ build:
 test: build unit e2e
 
 unit:
-	$(GO) test -count=1 ./pkg/... ./cmd/...
+	$(GO) test -count=1 ./pkg/... ./cmd/... ./hack/...
 
-e2e: build
-	STEAD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v ./test/e2e/...
+# Real images (busybox:1.28.4, nginx:1.9.1) built offline from Debian's packages.
+testimages:
+	$(GO) run ./hack/testimages -out $(TESTIMAGES)
+
+e2e: build testimages
+	STEAD_BIN=$(CURDIR)/$(BIN) STEAD_TESTIMAGES=$(CURDIR)/$(TESTIMAGES) $(GO) test -count=1 -timeout 20m -v ./test/e2e/...
 
 bench: build
 	$(GO) run ./bench/startup -stead $(CURDIR)/$(BIN)

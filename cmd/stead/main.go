@@ -54,6 +54,7 @@ a StatefulSet engine where every replica keeps its name, address and disk.`,
 				return nil
 			},
 		},
+		newImageCommand(&dataDir),
 		newVersionCommand(),
 	)
 	return root

@@ -1,0 +1,48 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// ContainerRuntime is what the agent needs of the node's runtime. The pod
+// logic (ordering, restarts, back-off, status) is the agent's; the runtime
+// only makes sandboxes and runs processes, so the logic is tested without
+// root against a fake.
+type ContainerRuntime interface {
+	// EnsureSandbox makes the pod's sandbox (its network namespace) if it
+	// does not exist yet, and returns the pod's IP.
+	EnsureSandbox(ctx context.Context, pod *corev1.Pod) (podIP string, err error)
+	RemoveSandbox(ctx context.Context, pod *corev1.Pod) error
+	// StartContainer resolves the container's image and starts it. An
+	// *ImageError says the image could not be had.
+	StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restartCount int32) (id string, err error)
+	ContainerState(ctx context.Context, id string) (ContainerState, error)
+	// StopContainer sends SIGTERM, waits up to grace, then SIGKILLs; it
+	// returns once the container's processes are gone.
+	StopContainer(ctx context.Context, id string, grace time.Duration) error
+	RemoveContainer(ctx context.Context, id string) error
+}
+
+// ContainerState is what the runtime knows of one container.
+type ContainerState struct {
+	Running    bool
+	ExitCode   int32
+	Reason     string // for a terminated container: Completed, Error, OOMKilled…
+	Message    string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ImageID    string
+}
+
+// ImageError is a failure to get a container's image, reported in the
+// container's waiting state as the kubelet reports it.
+type ImageError struct {
+	Reason  string // ErrImagePull, ErrImageNeverPull, InvalidImageName
+	Message string
+}
+
+func (e *ImageError) Error() string { return fmt.Sprintf("%s: %s", e.Reason, e.Message) }
