@@ -128,6 +128,11 @@ func (n *Network) Attach(podUID, netnsPath string) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("veth %s: %w", hostName, err)
 	}
+	// Hairpin: a pod that reaches itself through a Service IP gets its
+	// own packets back out of the bridge port they came in on.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return netip.Addr{}, fmt.Errorf("veth %s hairpin: %w", hostName, err)
+	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return netip.Addr{}, err
 	}

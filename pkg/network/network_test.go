@@ -6,51 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/steadhq/stead/pkg/internal/netnstest"
 )
-
-// newNetns makes a network namespace with iproute2, as a pod sandbox is
-// made, and removes it when the test ends.
-func newNetns(t *testing.T, name string) string {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v %s", name, err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return "/var/run/netns/" + name
-}
-
-// inNetns runs fn on a thread inside the namespace at path.
-func inNetns(t *testing.T, path string, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(err) // a thread left in the pod's namespace must not run anything else
-		}
-	}()
-	fn()
-}
 
 func setupTestNetwork(t *testing.T) *Network {
 	t.Helper()
@@ -70,7 +32,7 @@ func setupTestNetwork(t *testing.T) *Network {
 func TestPodsReachEachOtherOverTheBridge(t *testing.T) {
 	n := setupTestNetwork(t)
 	suffix := fmt.Sprint(os.Getpid())
-	pathA, pathB := newNetns(t, "stead-test-a-"+suffix), newNetns(t, "stead-test-b-"+suffix)
+	pathA, pathB := netnstest.New(t, "stead-test-a-"+suffix), netnstest.New(t, "stead-test-b-"+suffix)
 
 	addrA, err := n.Attach("uid-a", pathA)
 	if err != nil {
@@ -90,7 +52,7 @@ func TestPodsReachEachOtherOverTheBridge(t *testing.T) {
 
 	// A server in pod B, a client in pod A: traffic crosses the bridge.
 	var ln net.Listener
-	inNetns(t, pathB, func() {
+	netnstest.Run(t, pathB, func() {
 		ln, err = net.Listen("tcp", net.JoinHostPort(addrB.String(), "8080"))
 	})
 	if err != nil {
@@ -105,7 +67,7 @@ func TestPodsReachEachOtherOverTheBridge(t *testing.T) {
 		}
 	}()
 	var got []byte
-	inNetns(t, pathA, func() {
+	netnstest.Run(t, pathA, func() {
 		var conn net.Conn
 		conn, err = net.DialTimeout("tcp", net.JoinHostPort(addrB.String(), "8080"), 5*time.Second)
 		if err == nil {
@@ -118,7 +80,7 @@ func TestPodsReachEachOtherOverTheBridge(t *testing.T) {
 	}
 
 	// The pod's routes: a default route through the bridge's gateway.
-	inNetns(t, pathA, func() {
+	netnstest.Run(t, pathA, func() {
 		var routes []netlink.Route
 		routes, err = netlink.RouteList(nil, netlink.FAMILY_V4)
 		for _, r := range routes {
@@ -138,7 +100,7 @@ func TestPodsReachEachOtherOverTheBridge(t *testing.T) {
 
 func TestDetachFreesTheAddressAndTheVeth(t *testing.T) {
 	n := setupTestNetwork(t)
-	path := newNetns(t, fmt.Sprintf("stead-test-d-%d", os.Getpid()))
+	path := netnstest.New(t, fmt.Sprintf("stead-test-d-%d", os.Getpid()))
 	addr, err := n.Attach("uid-d", path)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +115,7 @@ func TestDetachFreesTheAddressAndTheVeth(t *testing.T) {
 		t.Fatalf("second detach: %v", err)
 	}
 	// The freed address is the next one handed out.
-	other := newNetns(t, fmt.Sprintf("stead-test-e-%d", os.Getpid()))
+	other := netnstest.New(t, fmt.Sprintf("stead-test-e-%d", os.Getpid()))
 	if again, err := n.Attach("uid-e", other); err != nil || again != addr {
 		t.Fatalf("address after detach: %s %v, want the freed %s", again, err, addr)
 	}

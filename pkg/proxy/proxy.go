@@ -1,0 +1,127 @@
+// Package proxy makes Services' virtual IPs work on a node: connections to
+// a ClusterIP (or to the node's own address on a NodePort) are translated
+// by nftables to one ready endpoint, chosen at random, as kube-proxy's
+// nftables mode does. The rules are rebuilt whole, in one atomic
+// transaction, from the informers' view whenever it changes.
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/knftables"
+)
+
+// DefaultTable is the nftables table (family ip) that the proxy owns.
+const DefaultTable = "stead-proxy"
+
+// minSyncInterval batches bursts of changes (a scale-out touches many
+// EndpointSlices) into one rebuild.
+const minSyncInterval = 100 * time.Millisecond
+
+// Proxy keeps the node's Service rules in line with the API.
+type Proxy struct {
+	nft         knftables.Interface
+	serviceCIDR netip.Prefix
+	services    corelisters.ServiceLister
+	slices      discoverylisters.EndpointSliceLister
+	synced      []cache.InformerSynced
+	queue       workqueue.TypedRateLimitingInterface[string]
+}
+
+// New returns a Proxy writing to nft (see NewNFTables), fed by factory's
+// Service and EndpointSlice informers; start the factory after New.
+func New(nft knftables.Interface, serviceCIDR netip.Prefix, factory informers.SharedInformerFactory) *Proxy {
+	svcInformer := factory.Core().V1().Services()
+	sliceInformer := factory.Discovery().V1().EndpointSlices()
+	p := &Proxy{
+		nft:         nft,
+		serviceCIDR: serviceCIDR,
+		services:    svcInformer.Lister(),
+		slices:      sliceInformer.Lister(),
+		synced:      []cache.InformerSynced{svcInformer.Informer().HasSynced, sliceInformer.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedMaxOfRateLimiter(
+				workqueue.NewTypedItemExponentialFailureRateLimiter[string](minSyncInterval, 30*time.Second),
+			),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "proxy"}),
+	}
+	changed := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.queue.AddAfter("sync", minSyncInterval) },
+		UpdateFunc: func(any, any) { p.queue.AddAfter("sync", minSyncInterval) },
+		DeleteFunc: func(any) { p.queue.AddAfter("sync", minSyncInterval) },
+	}
+	_, _ = svcInformer.Informer().AddEventHandler(changed)
+	_, _ = sliceInformer.Informer().AddEventHandler(changed)
+	return p
+}
+
+// NewNFTables opens the proxy's table in the calling thread's network
+// namespace.
+func NewNFTables(table string) (knftables.Interface, error) {
+	nft, err := knftables.New(knftables.IPv4Family, table)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	return nft, nil
+}
+
+// Run syncs until ctx ends. The rules stay: pods outlive the agent.
+func (p *Proxy) Run(ctx context.Context) {
+	defer p.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), p.synced...) {
+		return
+	}
+	p.queue.Add("sync")
+	go wait.UntilWithContext(ctx, p.worker, time.Second)
+	<-ctx.Done()
+}
+
+func (p *Proxy) worker(ctx context.Context) {
+	for {
+		key, quit := p.queue.Get()
+		if quit {
+			return
+		}
+		if err := p.Sync(ctx); err != nil {
+			utilruntime.HandleErrorWithContext(ctx, err, "sync Service rules")
+			p.queue.AddRateLimited(key)
+		} else {
+			p.queue.Forget(key)
+		}
+		p.queue.Done(key)
+	}
+}
+
+// Sync rebuilds the rules from the listers' current view.
+func (p *Proxy) Sync(ctx context.Context) error {
+	services, err := p.services.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	slices, err := p.slices.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	tx := p.nft.NewTransaction()
+	writeRules(tx, p.serviceCIDR, servicePorts(services, slices))
+	return p.nft.Run(ctx, tx)
+}
+
+// Cleanup removes the proxy's table, for a node leaving the cluster.
+func Cleanup(ctx context.Context, nft knftables.Interface) error {
+	tx := nft.NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	return nft.Run(ctx, tx)
+}

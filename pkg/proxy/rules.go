@@ -1,0 +1,186 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// masqueradeMark marks connections that a pod makes to a Service that sends
+// them back to the same pod: without masquerading, the pod would answer
+// itself directly and the reply would not match the connection it opened.
+const masqueradeMark = "0x4000"
+
+// servicePort is one port of one Service with the endpoints it balances to.
+type servicePort struct {
+	namespace, name, portName string
+	protocol                  corev1.Protocol
+	clusterIPs                []netip.Addr
+	port                      int32
+	nodePort                  int32
+	endpoints                 []endpoint
+}
+
+type endpoint struct {
+	ip   netip.Addr
+	port int32
+}
+
+// servicePorts turns Services and their EndpointSlices into the ports that
+// need rules. Headless and ExternalName Services get none: DNS serves them.
+func servicePorts(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []servicePort {
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	for _, s := range endpointSlices {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		svc := s.Labels[discoveryv1.LabelServiceName]
+		bySvc[s.Namespace+"/"+svc] = append(bySvc[s.Namespace+"/"+svc], s)
+	}
+	var out []servicePort
+	for _, svc := range services {
+		if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			continue
+		}
+		var ips []netip.Addr
+		for _, s := range svc.Spec.ClusterIPs {
+			if ip, err := netip.ParseAddr(s); err == nil && ip.Is4() {
+				ips = append(ips, ip)
+			}
+		}
+		for _, p := range svc.Spec.Ports {
+			sp := servicePort{
+				namespace: svc.Namespace, name: svc.Name, portName: p.Name, protocol: p.Protocol,
+				clusterIPs: ips, port: p.Port, nodePort: p.NodePort,
+			}
+			sp.endpoints = readyEndpoints(bySvc[svc.Namespace+"/"+svc.Name], p.Name, p.Protocol)
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// readyEndpoints are the ready addresses serving the named port. Ready is
+// what the EndpointSlice says: nil counts as ready, as the API defines.
+func readyEndpoints(endpointSlices []*discoveryv1.EndpointSlice, portName string, protocol corev1.Protocol) []endpoint {
+	var out []endpoint
+	seen := map[endpoint]bool{}
+	for _, s := range endpointSlices {
+		var port int32
+		for _, p := range s.Ports {
+			name, proto := "", corev1.ProtocolTCP
+			if p.Name != nil {
+				name = *p.Name
+			}
+			if p.Protocol != nil {
+				proto = *p.Protocol
+			}
+			if name == portName && proto == protocol && p.Port != nil {
+				port = *p.Port
+			}
+		}
+		if port == 0 {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, a := range ep.Addresses {
+				ip, err := netip.ParseAddr(a)
+				if err != nil {
+					continue
+				}
+				e := endpoint{ip: ip, port: port}
+				if !seen[e] {
+					seen[e] = true
+					out = append(out, e)
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b endpoint) int {
+		if c := a.ip.Compare(b.ip); c != 0 {
+			return c
+		}
+		return int(a.port - b.port)
+	})
+	return out
+}
+
+// chainName is short (nft limits names) and stable for one service port.
+func chainName(prefix string, parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "/")))
+	return prefix + "-" + strings.ToLower(base32.StdEncoding.EncodeToString(sum[:])[:16])
+}
+
+func protoName(p corev1.Protocol) string { return strings.ToLower(string(p)) }
+
+// writeRules replaces the whole table with the rules for ports in one
+// transaction: the kernel switches from the old rules to the new at once,
+// and a rebuild is idempotent.
+func writeRules(tx *knftables.Transaction, serviceCIDR netip.Prefix, ports []servicePort) {
+	// Adding then deleting removes whatever the table held, even if it did
+	// not exist; it is made again below.
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("stead Service proxy: ClusterIP and NodePort")})
+
+	tx.Add(&knftables.Map{Name: "service-ips", Type: "ipv4_addr . inet_proto . inet_service : verdict"})
+	tx.Add(&knftables.Map{Name: "service-nodeports", Type: "inet_proto . inet_service : verdict"})
+	tx.Add(&knftables.Chain{Name: "services"})
+	tx.Add(&knftables.Rule{Chain: "services", Rule: "ip daddr . meta l4proto . th dport vmap @service-ips"})
+	tx.Add(&knftables.Rule{Chain: "services", Rule: "fib daddr type local meta l4proto . th dport vmap @service-nodeports"})
+
+	for _, hook := range []struct {
+		name string
+		hook knftables.BaseChainHook
+	}{{"nat-prerouting", knftables.PreroutingHook}, {"nat-output", knftables.OutputHook}} {
+		tx.Add(&knftables.Chain{Name: hook.name, Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(hook.hook), Priority: knftables.PtrTo(knftables.DNATPriority)})
+		tx.Add(&knftables.Rule{Chain: hook.name, Rule: "jump services"})
+	}
+	tx.Add(&knftables.Chain{Name: "nat-postrouting", Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
+	tx.Add(&knftables.Rule{Chain: "nat-postrouting", Rule: "meta mark & " + masqueradeMark + " != 0 masquerade"})
+
+	// A Service IP that no rule translated (no ready endpoint, or a port
+	// the Service lacks) is refused here, in the forward and output paths,
+	// so it is never routed off the node.
+	for _, hook := range []struct {
+		name string
+		hook knftables.BaseChainHook
+	}{{"filter-forward", knftables.ForwardHook}, {"filter-output", knftables.OutputHook}} {
+		tx.Add(&knftables.Chain{Name: hook.name, Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(hook.hook), Priority: knftables.PtrTo(knftables.FilterPriority)})
+		tx.Add(&knftables.Rule{Chain: hook.name, Rule: fmt.Sprintf("ip daddr %s ct status & dnat == 0 meta l4proto tcp reject with tcp reset", serviceCIDR)})
+		tx.Add(&knftables.Rule{Chain: hook.name, Rule: fmt.Sprintf("ip daddr %s ct status & dnat == 0 reject", serviceCIDR)})
+	}
+
+	for _, sp := range ports {
+		if len(sp.endpoints) == 0 {
+			continue
+		}
+		svcChain := chainName("svc", sp.namespace, sp.name, sp.portName, string(sp.protocol))
+		tx.Add(&knftables.Chain{Name: svcChain, Comment: knftables.PtrTo(fmt.Sprintf("%s/%s:%s", sp.namespace, sp.name, sp.portName))})
+		var choices []string
+		for i, ep := range sp.endpoints {
+			epChain := chainName("ep", sp.namespace, sp.name, sp.portName, string(sp.protocol), ep.ip.String(), fmt.Sprint(ep.port))
+			tx.Add(&knftables.Chain{Name: epChain})
+			tx.Add(&knftables.Rule{Chain: epChain, Rule: fmt.Sprintf("ip saddr %s meta mark set meta mark | %s", ep.ip, masqueradeMark)})
+			tx.Add(&knftables.Rule{Chain: epChain, Rule: fmt.Sprintf("meta l4proto %s dnat to %s:%d", protoName(sp.protocol), ep.ip, ep.port)})
+			choices = append(choices, fmt.Sprintf("%d : goto %s", i, epChain))
+		}
+		tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("numgen random mod %d vmap { %s }", len(choices), strings.Join(choices, " , "))})
+		for _, ip := range sp.clusterIPs {
+			tx.Add(&knftables.Element{Map: "service-ips", Key: []string{ip.String(), protoName(sp.protocol), fmt.Sprint(sp.port)}, Value: []string{"goto " + svcChain}})
+		}
+		if sp.nodePort != 0 {
+			tx.Add(&knftables.Element{Map: "service-nodeports", Key: []string{protoName(sp.protocol), fmt.Sprint(sp.nodePort)}, Value: []string{"goto " + svcChain}})
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/knftables"
+)
+
+var serviceCIDR = netip.MustParsePrefix("10.43.0.0/16")
+
+func service(name, clusterIP string, ports ...corev1.ServicePort) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec:       corev1.ServiceSpec{ClusterIP: clusterIP, ClusterIPs: []string{clusterIP}, Ports: ports, Type: corev1.ServiceTypeClusterIP},
+	}
+	if clusterIP == corev1.ClusterIPNone {
+		svc.Spec.ClusterIPs = nil
+	}
+	return svc
+}
+
+func slice(svc, name string, port discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{port},
+		Endpoints:   eps,
+	}
+}
+
+func ep(ip string, ready bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)}}
+}
+
+func TestServicePorts(t *testing.T) {
+	web := corev1.ServicePort{Name: "web", Port: 80, Protocol: corev1.ProtocolTCP}
+	sliceWeb := discoveryv1.EndpointPort{Name: ptr.To("web"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}
+	for _, tc := range []struct {
+		name     string
+		services []*corev1.Service
+		slices   []*discoveryv1.EndpointSlice
+		want     []string // clusterIP:port -> endpoints
+	}{
+		{
+			name:     "ready endpoints only, sorted, deduplicated across slices",
+			services: []*corev1.Service{service("front", "10.43.0.20", web)},
+			slices: []*discoveryv1.EndpointSlice{
+				slice("front", "a", sliceWeb, ep("10.42.0.9", true), ep("10.42.0.8", false)),
+				slice("front", "b", sliceWeb, ep("10.42.0.5", true), ep("10.42.0.9", true)),
+			},
+			want: []string{"10.43.0.20:80 -> 10.42.0.5:8080 10.42.0.9:8080"},
+		},
+		{
+			name:     "headless services get no rules",
+			services: []*corev1.Service{service("nginx", corev1.ClusterIPNone, web)},
+			slices:   []*discoveryv1.EndpointSlice{slice("nginx", "a", sliceWeb, ep("10.42.0.5", true))},
+			want:     nil,
+		},
+		{
+			name:     "ports are matched by name",
+			services: []*corev1.Service{service("two", "10.43.0.21", web, corev1.ServicePort{Name: "admin", Port: 9000, Protocol: corev1.ProtocolTCP})},
+			slices: []*discoveryv1.EndpointSlice{
+				slice("two", "a", sliceWeb, ep("10.42.0.5", true)),
+				slice("two", "b", discoveryv1.EndpointPort{Name: ptr.To("admin"), Port: ptr.To[int32](9090), Protocol: ptr.To(corev1.ProtocolTCP)}, ep("10.42.0.5", true)),
+			},
+			want: []string{"10.43.0.21:80 -> 10.42.0.5:8080", "10.43.0.21:9000 -> 10.42.0.5:9090"},
+		},
+		{
+			name:     "a service without endpoints has a port with none",
+			services: []*corev1.Service{service("empty", "10.43.0.22", web)},
+			want:     []string{"10.43.0.22:80 ->"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, sp := range servicePorts(tc.services, tc.slices) {
+				line := sp.clusterIPs[0].String() + ":" + itoa(sp.port) + " ->"
+				for _, e := range sp.endpoints {
+					line += " " + e.ip.String() + ":" + itoa(e.port)
+				}
+				got = append(got, line)
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+func itoa(i int32) string { return strconv.Itoa(int(i)) }
+
+func TestRulesTranslateClusterIPAndNodePort(t *testing.T) {
+	nft := knftables.NewFake(knftables.IPv4Family, DefaultTable)
+	ports := []servicePort{{
+		namespace: "default", name: "front", portName: "web", protocol: corev1.ProtocolTCP,
+		clusterIPs: []netip.Addr{netip.MustParseAddr("10.43.0.20")}, port: 80, nodePort: 30080,
+		endpoints: []endpoint{{netip.MustParseAddr("10.42.0.5"), 8080}, {netip.MustParseAddr("10.42.0.9"), 8080}},
+	}}
+	for range 2 { // a rebuild over existing rules gives the same table
+		tx := nft.NewTransaction()
+		writeRules(tx, serviceCIDR, ports)
+		if err := nft.Run(context.Background(), tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dump := nft.Dump()
+	for _, want := range []string{
+		"10.43.0.20 . tcp . 80 : goto svc-",
+		"tcp . 30080 : goto svc-",
+		"numgen random mod 2 vmap { 0 : goto ep-",
+		"dnat to 10.42.0.5:8080",
+		"dnat to 10.42.0.9:8080",
+		"ip saddr 10.42.0.5 meta mark set meta mark | 0x4000",
+		"ip daddr 10.43.0.0/16 ct status & dnat == 0",
+	} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("rules lack %q:\n%s", want, dump)
+		}
+	}
+	if n := strings.Count(dump, "dnat to 10.42.0.5:8080"); n != 1 {
+		t.Errorf("endpoint rule appears %d times after a rebuild, want 1", n)
+	}
+}
