@@ -13,12 +13,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/version"
 
 	"github.com/steadhq/stead/pkg/agent"
 	"github.com/steadhq/stead/pkg/server"
+	"github.com/steadhq/stead/pkg/storage"
 )
 
 // serverFlags are the flags `stead up` and `stead server` share.
@@ -193,6 +195,17 @@ func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress
 		return err
 	}
 	go node.Run(ctx)
+
+	// Volumes are made on the node, by the controller identity: a node's
+	// own credentials may not create PersistentVolumes.
+	controllerClient, err := kubernetes.NewForConfig(srv.ControllerConfig())
+	if err != nil {
+		return err
+	}
+	factory := informers.NewSharedInformerFactory(controllerClient, 0)
+	volumes := storage.NewLocalPath(f.nodeName, filepath.Join(srv.Config().DataDir, "storage"), controllerClient, factory)
+	factory.Start(ctx.Done())
+	go volumes.Run(ctx, 2)
 	progress(fmt.Sprintf("node %s registered, NotReady: %s", f.nodeName, runtimeStatus.Message))
 	return nil
 }

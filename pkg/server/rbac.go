@@ -12,7 +12,8 @@ import (
 
 // steadControllerRole is what stead's own controllers may do: the upstream
 // StatefulSet controller's rights (plus PVC patch, for resizing claims from
-// the template), and reading what the cluster DNS serves.
+// the template), the local-path provisioner's, and reading what the cluster
+// DNS serves.
 const steadControllerRole = "system:stead-controller"
 
 func steadControllerRules() []rbacv1.PolicyRule {
@@ -23,6 +24,9 @@ func steadControllerRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"apps"}, Resources: []string{"controllerrevisions"}, Verbs: all},
 		{APIGroups: []string{""}, Resources: []string{"pods", "persistentvolumeclaims"}, Verbs: all},
 		{APIGroups: []string{""}, Resources: []string{"pods/finalizers"}, Verbs: []string{"update"}},
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumes"}, Verbs: all},
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims/status"}, Verbs: []string{"update", "patch"}},
+		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"services", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "update", "patch"}},

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/steadhq/stead/pkg/datadir"
+	"github.com/steadhq/stead/pkg/storage"
 )
 
 // Server is a running control plane.
@@ -134,6 +135,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.Progress("API server ready at " + url + " (" + since() + ")")
 	if err := ensureRBAC(ctx, s.AdminClient); err != nil {
+		return nil, err
+	}
+	if err := storage.EnsureClass(ctx, s.AdminClient); err != nil {
 		return nil, err
 	}
 	if s.controllerConfig, err = clientcmd.BuildConfigFromFlags("", kubeconfigs["stead-controller"]); err != nil {

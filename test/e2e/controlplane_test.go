@@ -314,3 +314,27 @@ func TestNodeRegistersAndRenewsItsLease(t *testing.T) {
 		t.Errorf("lease holder = %q, want %q", holder, name)
 	}
 }
+
+func TestDefaultStorageClass(t *testing.T) {
+	c := sharedCluster(t)
+	out := c.mustKubectl("", "get", "storageclass", "local-path", "-o", `jsonpath={.provisioner} {.volumeBindingMode} {.allowVolumeExpansion} {.metadata.annotations.storageclass\.kubernetes\.io/is-default-class}`)
+	if out != "stead.dev/local-path WaitForFirstConsumer true true" {
+		t.Fatalf("local-path class: %q", out)
+	}
+	// A claim without a class gets the default, and waits for its first
+	// consumer rather than binding at once.
+	c.mustKubectl(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: waits}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+`, "apply", "-f", "-")
+	eventually(t, 20*time.Second, "claim gets the default class and waits", func() error {
+		out, err := c.kubectl("", "get", "pvc", "waits", "-o", "jsonpath={.spec.storageClassName} {.status.phase}")
+		if err != nil || out != "local-path Pending" {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
+}

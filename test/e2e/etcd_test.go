@@ -16,6 +16,7 @@ func startEtcd(t *testing.T) string {
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
 	cfg.LogLevel = "error"
+	cfg.LogOutputs = []string{filepath.Join(t.TempDir(), "etcd.log")}
 	client, _ := url.Parse("http://127.0.0.1:0")
 	peer, _ := url.Parse("http://127.0.0.1:0")
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}

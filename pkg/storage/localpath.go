@@ -1,0 +1,288 @@
+// Package storage is the default StorageClass, local-path: a directory per
+// claim on the node the scheduler chose for the claim's first pod
+// (WaitForFirstConsumer), bound through a PersistentVolume pinned to that
+// node, so that a StatefulSet's replacement pod lands where its data is.
+package storage
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	// ClassName and Provisioner name the default StorageClass.
+	ClassName   = "local-path"
+	Provisioner = "stead.dev/local-path"
+
+	annSelectedNode  = "volume.kubernetes.io/selected-node"
+	annProvisionedBy = "pv.kubernetes.io/provisioned-by"
+)
+
+// EnsureClass creates the default StorageClass if it does not exist. A class
+// the administrator changed is left as it is.
+func EnsureClass(ctx context.Context, client kubernetes.Interface) error {
+	class := &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        ClassName,
+			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"},
+		},
+		Provisioner:          Provisioner,
+		ReclaimPolicy:        ptr.To(corev1.PersistentVolumeReclaimDelete),
+		VolumeBindingMode:    ptr.To(storagev1.VolumeBindingWaitForFirstConsumer),
+		AllowVolumeExpansion: ptr.To(true),
+	}
+	_, err := client.StorageV1().StorageClasses().Create(ctx, class, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("storage class %s: %w", ClassName, err)
+	}
+	return nil
+}
+
+// LocalPath provisions, expands and reclaims local-path volumes of one node.
+type LocalPath struct {
+	node    string
+	root    string
+	client  kubernetes.Interface
+	pvcs    corelisters.PersistentVolumeClaimLister
+	pvs     corelisters.PersistentVolumeLister
+	classes storagelisters.StorageClassLister
+	synced  []cache.InformerSynced
+	queue   workqueue.TypedRateLimitingInterface[string]
+}
+
+// NewLocalPath keeps volumes for node under root (a directory per volume).
+func NewLocalPath(node, root string, client kubernetes.Interface, factory informers.SharedInformerFactory) *LocalPath {
+	pvcInformer := factory.Core().V1().PersistentVolumeClaims()
+	pvInformer := factory.Core().V1().PersistentVolumes()
+	classInformer := factory.Storage().V1().StorageClasses()
+	l := &LocalPath{
+		node: node, root: root, client: client,
+		pvcs: pvcInformer.Lister(), pvs: pvInformer.Lister(), classes: classInformer.Lister(),
+		synced: []cache.InformerSynced{pvcInformer.Informer().HasSynced, pvInformer.Informer().HasSynced, classInformer.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "local-path"}),
+	}
+	// Claims are keyed "pvc/<ns>/<name>", volumes "pv/<name>".
+	handler := func(prefix string) cache.ResourceEventHandler {
+		add := func(obj any) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				l.queue.Add(prefix + key)
+			}
+		}
+		return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }, DeleteFunc: add}
+	}
+	_, _ = pvcInformer.Informer().AddEventHandler(handler("pvc/"))
+	_, _ = pvInformer.Informer().AddEventHandler(handler("pv/"))
+	return l
+}
+
+// Run works until ctx ends.
+func (l *LocalPath) Run(ctx context.Context, workers int) {
+	defer l.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), l.synced...) {
+		return
+	}
+	for range workers {
+		go wait.UntilWithContext(ctx, l.worker, time.Second)
+	}
+	<-ctx.Done()
+}
+
+func (l *LocalPath) worker(ctx context.Context) {
+	for {
+		key, quit := l.queue.Get()
+		if quit {
+			return
+		}
+		if err := l.sync(ctx, key); err != nil {
+			utilruntime.HandleErrorWithContext(ctx, err, "local-path", "key", key)
+			l.queue.AddRateLimited(key)
+		} else {
+			l.queue.Forget(key)
+		}
+		l.queue.Done(key)
+	}
+}
+
+func (l *LocalPath) sync(ctx context.Context, key string) error {
+	kind, rest, _ := cut(key)
+	switch kind {
+	case "pvc":
+		ns, name, err := cache.SplitMetaNamespaceKey(rest)
+		if err != nil {
+			return err
+		}
+		pvc, err := l.pvcs.PersistentVolumeClaims(ns).Get(name)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := l.provision(ctx, pvc); err != nil {
+			return err
+		}
+		return l.expand(ctx, pvc)
+	case "pv":
+		pv, err := l.pvs.Get(rest)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return l.reclaim(ctx, pv)
+	}
+	return fmt.Errorf("unknown key %q", key)
+}
+
+func cut(key string) (kind, rest string, ok bool) {
+	for i := range key {
+		if key[i] == '/' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return key, "", false
+}
+
+// ours is the claim's class when it is a local-path class.
+func (l *LocalPath) ours(pvc *corev1.PersistentVolumeClaim) *storagev1.StorageClass {
+	if pvc.Spec.StorageClassName == nil {
+		return nil
+	}
+	class, err := l.classes.Get(*pvc.Spec.StorageClassName)
+	if err != nil || class.Provisioner != Provisioner {
+		return nil
+	}
+	return class
+}
+
+func volumeName(pvc *corev1.PersistentVolumeClaim) string { return "pvc-" + string(pvc.UID) }
+
+// provision makes the directory and the PersistentVolume for a claim whose
+// first pod the scheduler placed on this node.
+func (l *LocalPath) provision(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	class := l.ours(pvc)
+	if class == nil || pvc.Spec.VolumeName != "" || pvc.Status.Phase != corev1.ClaimPending ||
+		pvc.Annotations[annSelectedNode] != l.node || pvc.DeletionTimestamp != nil {
+		return nil
+	}
+	name := volumeName(pvc)
+	if _, err := l.pvs.Get(name); err == nil {
+		return nil // made already; the binder does the rest
+	}
+	if pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock {
+		return fmt.Errorf("claim %s/%s: local-path serves filesystem volumes, not volumeMode Block", pvc.Namespace, pvc.Name)
+	}
+	dir := filepath.Join(l.root, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// Any user a pod runs as may write its own volume.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		return err
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Annotations: map[string]string{annProvisionedBy: Provisioner},
+			Labels:      map[string]string{corev1.LabelHostname: l.node},
+		},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: pvc.Spec.Resources.Requests[corev1.ResourceStorage]},
+			AccessModes:                   pvc.Spec.AccessModes,
+			PersistentVolumeReclaimPolicy: ptr.Deref(class.ReclaimPolicy, corev1.PersistentVolumeReclaimDelete),
+			StorageClassName:              class.Name,
+			VolumeMode:                    ptr.To(corev1.PersistentVolumeFilesystem),
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
+			ClaimRef: &corev1.ObjectReference{
+				APIVersion: "v1", Kind: "PersistentVolumeClaim",
+				Namespace: pvc.Namespace, Name: pvc.Name, UID: pvc.UID, ResourceVersion: pvc.ResourceVersion,
+			},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{l.node}}},
+			}}}},
+		},
+	}
+	if _, err := l.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("volume %s for claim %s/%s: %w", name, pvc.Namespace, pvc.Name, err)
+	}
+	return nil
+}
+
+// expand grows a bound volume to what its claim now requests. A directory
+// has no size of its own, so growing is the volume's and the claim's
+// bookkeeping: the PV's capacity, then the claim's status.
+func (l *LocalPath) expand(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	if l.ours(pvc) == nil || pvc.Spec.VolumeName == "" || pvc.Status.Phase != corev1.ClaimBound {
+		return nil
+	}
+	pv, err := l.pvs.Get(pvc.Spec.VolumeName)
+	if err != nil || pv.Annotations[annProvisionedBy] != Provisioner || !l.onThisNode(pv) {
+		return nil
+	}
+	want := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	have := pv.Spec.Capacity[corev1.ResourceStorage]
+	if want.Cmp(have) > 0 {
+		pv = pv.DeepCopy()
+		pv.Spec.Capacity[corev1.ResourceStorage] = want
+		if _, err := l.client.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		have = want
+	}
+	current := pvc.Status.Capacity[corev1.ResourceStorage]
+	if have.Cmp(current) <= 0 {
+		return nil
+	}
+	pvc = pvc.DeepCopy()
+	if pvc.Status.Capacity == nil {
+		pvc.Status.Capacity = corev1.ResourceList{}
+	}
+	pvc.Status.Capacity[corev1.ResourceStorage] = have
+	pvc.Status.AllocatedResourceStatuses = nil
+	pvc.Status.Conditions = nil
+	_, err = l.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{})
+	return err
+}
+
+func (l *LocalPath) onThisNode(pv *corev1.PersistentVolume) bool {
+	return pv.Labels[corev1.LabelHostname] == l.node
+}
+
+// reclaim deletes a released volume's data and object when its policy says
+// Delete; Retain keeps both for the administrator.
+func (l *LocalPath) reclaim(ctx context.Context, pv *corev1.PersistentVolume) error {
+	if pv.Annotations[annProvisionedBy] != Provisioner || !l.onThisNode(pv) ||
+		pv.Status.Phase != corev1.VolumeReleased || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
+		return nil
+	}
+	if pv.Spec.Local == nil || filepath.Dir(pv.Spec.Local.Path) != filepath.Clean(l.root) {
+		return fmt.Errorf("volume %s: path %v is not under %s; not deleting it", pv.Name, pv.Spec.Local, l.root)
+	}
+	if err := os.RemoveAll(pv.Spec.Local.Path); err != nil {
+		return err
+	}
+	err := l.client.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pv.UID}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
