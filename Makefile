@@ -33,8 +33,10 @@ testimages:
 e2e: build testimages
 	STEAD_BIN=$(CURDIR)/$(BIN) STEAD_TESTIMAGES=$(CURDIR)/$(TESTIMAGES) $(GO) test -count=1 -timeout 20m -v ./test/e2e/...
 
+# Benchmarks print tables; docs/benchmarks.md has the figures measured here.
 bench: build
 	$(GO) run ./bench/startup -stead $(CURDIR)/$(BIN)
+	$(GO) run ./bench/dns -stead $(CURDIR)/$(BIN)
 
 clean:
 	rm -rf bin

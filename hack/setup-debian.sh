@@ -16,6 +16,7 @@ declare -A packages=(
 	[gcc]=gcc
 	[git]=git
 	[update-ca-certificates]=ca-certificates
+	[dnsperf]=dnsperf # bench/dns's load generator
 )
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -40,16 +40,11 @@ func startClusterDNS(ctx context.Context, cfg *rest.Config, listen, zone string,
 	if err != nil {
 		return nil, err
 	}
-	pc, err := net.ListenPacket("udp", listen)
+	ln, pcs, err := dns.Listen(listen)
 	if err != nil {
-		return nil, fmt.Errorf("--cluster-dns-listen: %w", err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, fmt.Errorf("--cluster-dns-listen: %w", err)
 	}
 	factory.Start(ctx.Done())
-	go func() { done(server.Serve(ctx, pc, ln)) }()
-	return pc.LocalAddr(), nil
+	go func() { done(server.Serve(ctx, ln, pcs...)) }()
+	return ln.Addr(), nil
 }

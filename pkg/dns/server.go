@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 )
@@ -144,28 +147,64 @@ func (s *Server) HasSynced() bool {
 // ListenAndServe serves DNS over UDP and TCP on addr (host:port; port 0
 // picks one port for both) until ctx is done.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	pc, err := net.ListenPacket("udp", addr)
+	ln, pcs, err := Listen(addr)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return err
-	}
-	return s.Serve(ctx, pc, ln)
+	return s.Serve(ctx, ln, pcs...)
 }
 
-// Serve serves DNS on the given UDP and TCP sockets until ctx is done, and
-// closes them.
-func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
-	s.addListenAddrs(pc.LocalAddr(), ln.Addr())
+// Listen binds addr for TCP and, for UDP, one socket per CPU on the same
+// port (SO_REUSEPORT): the kernel spreads queries over them, so that
+// reading packets is not one goroutine's work. Port 0 picks one port.
+func Listen(addr string) (net.Listener, []net.PacketConn, error) {
+	reuse := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	first, err := reuse.ListenPacket(context.Background(), "udp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	pcs := []net.PacketConn{first}
+	closeAll := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+	}
+	bound := first.LocalAddr().String()
+	for range runtime.GOMAXPROCS(0) - 1 {
+		pc, err := reuse.ListenPacket(context.Background(), "udp", bound)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		pcs = append(pcs, pc)
+	}
+	ln, err := net.Listen("tcp", bound)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return ln, pcs, nil
+}
 
-	servers := []*dns.Server{
+// Serve serves DNS on the given TCP and UDP sockets until ctx is done, and
+// closes them.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, pcs ...net.PacketConn) error {
+	servers := []*dns.Server{{Listener: ln, Handler: s}}
+	s.addListenAddrs(ln.Addr())
+	for _, pc := range pcs {
+		s.addListenAddrs(pc.LocalAddr())
 		// UDPSize is the read buffer for queries, which EDNS0 lets reach
 		// the client's advertised size.
-		{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize},
-		{Listener: ln, Handler: s},
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize})
 	}
 	started := make(chan struct{}, len(servers))
 	errc := make(chan error, len(servers))
@@ -175,7 +214,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 	}
 
 	// Shutting a miekg server down before it started fails, so wait for
-	// both (or a failure) before watching ctx.
+	// all (or a failure) before watching ctx.
 	var err error
 	for range servers {
 		select {
@@ -198,7 +237,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 	for _, srv := range servers {
 		_ = srv.ShutdownContext(shutdownCtx)
 	}
-	pc.Close()
+	for _, pc := range pcs {
+		pc.Close()
+	}
 	ln.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

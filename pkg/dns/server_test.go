@@ -157,7 +157,7 @@ func startCluster(t testing.TB, cfg Config, objects ...runtime.Object) *testClus
 	ctx, cancel := context.WithCancel(context.Background())
 	factory.Start(ctx.Done())
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, pc, ln) }()
+	go func() { served <- server.Serve(ctx, ln, pc) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
