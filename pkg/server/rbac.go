@@ -58,9 +58,18 @@ func ensureRBAC(ctx context.Context, client kubernetes.Interface) error {
 	} else if err != nil {
 		return fmt.Errorf("cluster role %s: %w", role.Name, err)
 	}
-	_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("cluster role binding %s: %w", binding.Name, err)
+	// The API server reaches nodes' kubelet API (exec, logs, port-forward)
+	// as kubeletClientUser; nodes ask the API server whether it may.
+	kubeletAPI := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "system:stead:kube-apiserver-kubelet-client"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: kubeletClientUser}},
+	}
+	for _, b := range []*rbacv1.ClusterRoleBinding{binding, kubeletAPI} {
+		_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("cluster role binding %s: %w", b.Name, err)
+		}
 	}
 	return nil
 }
