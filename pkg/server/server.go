@@ -170,6 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			"--profiling=false",
 		})
 	})
+	s.goRun(runCtx, "stead controllers", s.runSteadControllers)
 	cfg.Progress("controllers and scheduler started (" + since() + ")")
 	ok = true
 	return s, nil
