@@ -23,8 +23,8 @@ build:
 # Unit tests for every package, then the end-to-end tests against the binary.
 test: build unit e2e
 
-unit:
-	$(GO) test -count=1 ./pkg/... ./cmd/... ./hack/...
+unit: testimages
+	STEAD_TESTIMAGES=$(CURDIR)/$(TESTIMAGES) $(GO) test -count=1 ./pkg/... ./cmd/... ./hack/...
 
 # Real images (busybox:1.28.4, nginx:1.9.1) built offline from Debian's packages.
 testimages:
