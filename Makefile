@@ -28,7 +28,7 @@ unit: testimages
 
 # Real images (busybox:1.28.4, nginx:1.9.1) built offline from Debian's packages.
 testimages:
-	$(GO) run ./hack/testimages -out $(TESTIMAGES)
+	GO=$(GO) $(GO) run ./hack/testimages -out $(TESTIMAGES)
 
 e2e: build testimages
 	STEAD_BIN=$(CURDIR)/$(BIN) STEAD_TESTIMAGES=$(CURDIR)/$(TESTIMAGES) $(GO) test -count=1 -timeout 20m -v ./test/e2e/...

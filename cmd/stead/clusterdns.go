@@ -13,21 +13,14 @@ import (
 	"github.com/steadhq/stead/pkg/dns"
 )
 
-// startClusterDNS serves the cluster's DNS on a loopback address, for
-// people and benchmarks on the host; pods reach it through the network
-// that the node sets up. The sockets are bound before it returns, so a port
-// in use is an error now rather than a log line later.
-func startClusterDNS(ctx context.Context, cfg *rest.Config, listen, zone string, done func(error)) (net.Addr, error) {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, fmt.Errorf("--cluster-dns-listen %q: %w", listen, err)
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("--cluster-dns-listen %q: must be a loopback address such as 127.0.0.1:1053", listen)
-	}
+// startClusterDNS serves the cluster's DNS on addrs: the bridge's address
+// for pods, and an optional loopback address (--cluster-dns-listen) for
+// people and benchmarks on the host. Sockets are bound before it returns,
+// so a port in use is an error now rather than a log line later.
+func startClusterDNS(ctx context.Context, cfg *rest.Config, addrs []string, zone string, progress func(string)) error {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	upstreams, err := dns.ResolvConfUpstreams("/etc/resolv.conf")
 	if err != nil {
@@ -38,13 +31,33 @@ func startClusterDNS(ctx context.Context, cfg *rest.Config, listen, zone string,
 	factory := informers.NewSharedInformerFactory(client, 0)
 	server, err := dns.New(dns.Config{Zone: zone, Upstreams: upstreams}, factory)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ln, pcs, err := dns.Listen(listen)
-	if err != nil {
-		return nil, fmt.Errorf("--cluster-dns-listen: %w", err)
+	for _, addr := range addrs {
+		ln, pcs, err := dns.Listen(addr)
+		if err != nil {
+			return fmt.Errorf("cluster DNS on %s: %w", addr, err)
+		}
+		go func() {
+			if err := server.Serve(ctx, ln, pcs...); err != nil {
+				klog.ErrorS(err, "cluster DNS", "addr", addr)
+			}
+		}()
+		progress("cluster DNS answering on " + ln.Addr().String() + " (zone " + zone + ")")
 	}
 	factory.Start(ctx.Done())
-	go func() { done(server.Serve(ctx, ln, pcs...)) }()
-	return ln.Addr(), nil
+	return nil
+}
+
+// checkDNSListen accepts only loopback addresses for --cluster-dns-listen:
+// load from tests and benchmarks must stay on this machine.
+func checkDNSListen(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--cluster-dns-listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--cluster-dns-listen %q: must be a loopback address such as 127.0.0.1:1053", addr)
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -12,14 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/component-base/version"
 
 	"github.com/steadhq/stead/pkg/agent"
 	"github.com/steadhq/stead/pkg/server"
-	"github.com/steadhq/stead/pkg/storage"
 )
 
 // serverFlags are the flags `stead up` and `stead server` share.
@@ -31,6 +25,8 @@ type serverFlags struct {
 	nodeName         string
 	nodeIP           string
 	maxPods          int
+	bridge           string
+	kubeletPort      int
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -65,6 +61,8 @@ func newUpCommand(dataDir *string) *cobra.Command {
 	cmd.Flags().StringVar(&f.nodeName, "node-name", agent.DefaultNodeName(), "name of this node")
 	cmd.Flags().StringVar(&f.nodeIP, "node-ip", "", "address of this node (default: --bind-address, or 127.0.0.1 if that is a wildcard)")
 	cmd.Flags().IntVar(&f.maxPods, "max-pods", 1100, "pods this node accepts")
+	cmd.Flags().StringVar(&f.bridge, "node-bridge", "stead0", "the node's bridge for pods (several clusters on one machine need one each)")
+	cmd.Flags().IntVar(&f.kubeletPort, "kubelet-port", 10250, "port of the node's kubelet API")
 	return cmd
 }
 
@@ -84,6 +82,11 @@ func newServerCommand(dataDir *string) *cobra.Command {
 }
 
 func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode bool) error {
+	if f.clusterDNSListen != "" {
+		if err := checkDNSListen(f.clusterDNSListen); err != nil {
+			return err
+		}
+	}
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
@@ -117,20 +120,12 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 		return err
 	}
 	defer srv.Stop()
-	componentFailed := make(chan error, 1)
-	if f.clusterDNSListen != "" {
-		addr, err := startClusterDNS(ctx, srv.ControllerConfig(), f.clusterDNSListen, srv.Config().ClusterDomain, func(err error) {
-			if ctx.Err() == nil {
-				componentFailed <- fmt.Errorf("cluster DNS: %v", err)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		cfg.Progress("cluster DNS answering on " + addr.String() + " (zone " + srv.Config().ClusterDomain + ")")
-	}
 	if withNode {
 		if err := startNode(ctx, srv, f, cfg.Progress); err != nil {
+			return err
+		}
+	} else if f.clusterDNSListen != "" {
+		if err := startClusterDNS(ctx, srv.ControllerConfig(), []string{f.clusterDNSListen}, srv.Config().ClusterDomain, cfg.Progress); err != nil {
 			return err
 		}
 	}
@@ -144,63 +139,7 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 		return nil
 	case <-srv.Failed():
 		return srv.Err()
-	case err := <-componentFailed:
-		return err
 	}
-}
-
-// startNode registers this machine as a Node served by the agent in this
-// process. Until the pod runtime exists the node says NotReady, with why,
-// so that the scheduler leaves pods Pending rather than binding them to a
-// node that cannot run them.
-func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress func(string)) error {
-	nodeIP := net.ParseIP(f.nodeIP)
-	if f.nodeIP == "" {
-		nodeIP = net.ParseIP(srv.Config().BindAddress)
-		if nodeIP.IsUnspecified() {
-			nodeIP = net.IPv4(127, 0, 0, 1)
-		}
-	} else if nodeIP == nil {
-		return fmt.Errorf("--node-ip %q is not an IP address", f.nodeIP)
-	}
-	kubeconfig := filepath.Join(srv.Config().DataDir, "cred", "node.kubeconfig")
-	if err := srv.WriteKubeconfig(kubeconfig, "system:node:"+f.nodeName, []string{"system:nodes"}); err != nil {
-		return err
-	}
-	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return err
-	}
-	runtimeStatus := agent.RuntimeStatus{Reason: "PodRuntimeNotBuilt", Message: "stead's pod runtime is not built yet (issue 4): pods cannot run on this node"}
-	node, err := agent.NewNode(client, agent.Config{
-		NodeName: f.nodeName, NodeIP: nodeIP, DataDir: srv.Config().DataDir, MaxPods: f.maxPods,
-		KubeletPort: 10250, Version: version.Get().GitVersion,
-		Runtime: func() agent.RuntimeStatus { return runtimeStatus },
-	})
-	if err != nil {
-		return err
-	}
-	if err := node.Register(ctx); err != nil {
-		return err
-	}
-	go node.Run(ctx)
-
-	// Volumes are made on the node, by the controller identity: a node's
-	// own credentials may not create PersistentVolumes.
-	controllerClient, err := kubernetes.NewForConfig(srv.ControllerConfig())
-	if err != nil {
-		return err
-	}
-	factory := informers.NewSharedInformerFactory(controllerClient, 0)
-	volumes := storage.NewLocalPath(f.nodeName, filepath.Join(srv.Config().DataDir, "storage"), controllerClient, factory)
-	factory.Start(ctx.Done())
-	go volumes.Run(ctx, 2)
-	progress(fmt.Sprintf("node %s registered, NotReady: %s", f.nodeName, runtimeStatus.Message))
-	return nil
 }
 
 // kubectlHint is the command that reaches this cluster from a shell.

@@ -124,10 +124,32 @@ func upToDate(out string) bool {
 	return true
 }
 
+// sourceDir is this program's source directory, where ./nslookup is.
+func sourceDir() string {
+	if _, self, _, ok := runtime.Caller(0); ok && filepath.IsAbs(self) {
+		return filepath.Dir(self)
+	}
+	return "hack/testimages" // run from the repository's root, as the Makefile does
+}
+
+// goTool is the go command: $GO as the Makefile passes it, else the one on
+// PATH, else where the Go tarball installs it.
+func goTool() string {
+	if p := os.Getenv("GO"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
 func programTime() time.Time {
 	var newest time.Time
 	if _, self, _, ok := runtime.Caller(0); ok {
 		sources, _ := filepath.Glob(filepath.Join(filepath.Dir(self), "*.go"))
+		nslookup, _ := filepath.Glob(filepath.Join(filepath.Dir(self), "nslookup", "*.go"))
+		sources = append(sources, nslookup...)
 		for _, s := range sources {
 			if strings.HasSuffix(s, "_test.go") {
 				continue
@@ -287,23 +309,26 @@ func buildBusybox(apt *aptCache, work string) (v1.Image, error) {
 		return nil, err
 	}
 	root := newRootfs(filepath.Join(work, "rootfs"))
-	root.copyFile(filepath.Join(pkgRoot, "bin/busybox"), "bin/busybox", 0o755)
-	// The binary is static, so the build machine can ask it for its applets.
-	list, err := exec.Command(filepath.Join(pkgRoot, "bin/busybox"), "--list").Output()
-	if err != nil {
-		return nil, fmt.Errorf("busybox --list: %w", err)
+	if err := installBusybox(root, pkgRoot); err != nil {
+		return nil, err
 	}
-	applets := strings.Fields(string(list))
-	for _, want := range []string{"sh", "hostname", "nslookup", "wget", "httpd", "sleep", "cat", "ls", "echo", "nc", "ps", "mkdir", "rm", "touch", "env", "true", "false", "test", "date", "id"} {
-		if !contains(applets, want) {
-			return nil, fmt.Errorf("busybox-static has no %s applet", want)
-		}
+	// 1.28's nslookup, which honours resolv.conf's search domains (see
+	// ./nslookup), in place of the later applet.
+	nslookup := filepath.Join(work, "nslookup")
+	build := exec.Command(goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", nslookup, "./nslookup")
+	build.Dir, build.Env = sourceDir(), append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build nslookup: %v\n%s", err, out)
 	}
-	for _, applet := range applets {
-		if applet != "busybox" {
-			root.symlink("busybox", "bin/"+applet)
-		}
+	if err := os.Remove(filepath.Join(root.dir, "bin/nslookup")); err != nil {
+		return nil, err
 	}
+	// Debian's busybox runs its own applets before looking in PATH (it is
+	// built as a standalone rescue shell), so sh would never find ours.
+	if err := renameApplet(filepath.Join(root.dir, "bin/busybox"), "nslookup", "nslookuq"); err != nil {
+		return nil, err
+	}
+	root.copyFile(nslookup, "bin/nslookup", 0o755)
 	root.writeFile("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n", 0o644)
 	root.writeFile("etc/group", "root:x:0:\nnobody:x:65534:\n", 0o644)
 	root.mkdir("root", 0o700)
@@ -315,6 +340,50 @@ func buildBusybox(apt *aptCache, work string) (v1.Image, error) {
 		return nil, root.err
 	}
 	return singleLayerImage(root.dir, v1.Config{Env: []string{defaultEnv}, Cmd: []string{"sh"}})
+}
+
+// installBusybox puts busybox-static's binary in /bin with a link per
+// applet, checking the applets the tests and the tutorial use are there.
+func installBusybox(root *rootfs, pkgRoot string) error {
+	root.copyFile(filepath.Join(pkgRoot, "bin/busybox"), "bin/busybox", 0o755)
+	// The binary is static, so the build machine can ask it for its applets.
+	list, err := exec.Command(filepath.Join(pkgRoot, "bin/busybox"), "--list").Output()
+	if err != nil {
+		return fmt.Errorf("busybox --list: %w", err)
+	}
+	applets := strings.Fields(string(list))
+	for _, want := range []string{"sh", "hostname", "nslookup", "wget", "httpd", "sleep", "cat", "ls", "echo", "nc", "ps", "mkdir", "rm", "touch", "env", "true", "false", "test", "date", "id"} {
+		if !contains(applets, want) {
+			return fmt.Errorf("busybox-static has no %s applet", want)
+		}
+	}
+	for _, applet := range applets {
+		if applet != "busybox" {
+			root.symlink("busybox", "bin/"+applet)
+		}
+	}
+	return root.err
+}
+
+// renameApplet renames an applet in busybox's table of applet names, a
+// run of NUL-terminated names that busybox binary-searches, so that the
+// name is no longer an applet. The new name has the old one's length and
+// keeps its place in the order.
+func renameApplet(binary, from, to string) error {
+	if len(from) != len(to) {
+		return fmt.Errorf("rename applet %s to %s: names differ in length", from, to)
+	}
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		return err
+	}
+	entry := []byte("\x00" + from + "\x00")
+	if n := bytes.Count(data, entry); n != 1 {
+		return fmt.Errorf("rename applet %s: found %d times in %s, want once", from, n, binary)
+	}
+	i := bytes.Index(data, entry)
+	copy(data[i+1:], to)
+	return os.WriteFile(binary, data, 0o755)
 }
 
 // nginxConf runs nginx as the official image does: in the foreground (the
@@ -368,10 +437,15 @@ func buildNginx(apt *aptCache, work string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := apt.extract(pkgRoot, append([]string{"nginx", "nginx-common"}, libs...)...); err != nil {
+	if err := apt.extract(pkgRoot, append([]string{"nginx", "nginx-common", "busybox-static"}, libs...)...); err != nil {
 		return nil, err
 	}
 	root := newRootfs(filepath.Join(work, "rootfs"))
+	// The official image is Debian with a shell and the usual tools, which
+	// the seed's `kubectl exec web-0 -- sh -c ...` relies on.
+	if err := installBusybox(root, pkgRoot); err != nil {
+		return nil, err
+	}
 	const binary = "usr/sbin/nginx"
 	root.copyFile(filepath.Join(pkgRoot, binary), binary, 0o755)
 	if root.err != nil {
@@ -410,7 +484,7 @@ func buildNginx(apt *aptCache, work string) (v1.Image, error) {
 	root.writeFile("etc/nginx/nginx.conf", nginxConf, 0o644)
 	root.writeFile("usr/share/nginx/html/index.html", indexHTML, 0o644)
 	root.writeFile("usr/share/nginx/html/50x.html", "<html><body><h1>An error occurred.</h1></body></html>\n", 0o644)
-	root.writeFile("etc/passwd", "root:x:0:0:root:/root:/bin/false\nnginx:x:101:101:nginx user:/nonexistent:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644)
+	root.writeFile("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx user:/nonexistent:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644)
 	root.writeFile("etc/group", "root:x:0:\nnginx:x:101:\nnogroup:x:65534:\n", 0o644)
 	root.writeFile("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", 0o644)
 	// nginx opens its compiled-in log paths before reading its configuration.

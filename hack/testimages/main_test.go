@@ -42,13 +42,14 @@ func TestBuild(t *testing.T) {
 			file:      "busybox.tar",
 			ref:       busyboxRef,
 			wantCmd:   []string{"sh"},
-			wantFiles: []string{"bin/busybox", "etc/passwd", "etc/group"},
+			wantFiles: []string{"bin/busybox", "bin/nslookup", "etc/passwd", "etc/group"},
 			wantLinks: map[string]string{
-				"bin/sh": "busybox", "bin/hostname": "busybox", "bin/nslookup": "busybox", "bin/wget": "busybox",
+				"bin/sh": "busybox", "bin/hostname": "busybox", "bin/wget": "busybox",
 				"bin/httpd": "busybox", "bin/sleep": "busybox", "bin/cat": "busybox", "bin/ls": "busybox", "bin/echo": "busybox",
 			},
-			run:     []string{"/bin/sh", "-c", "echo hello from $(ls /bin/busybox)"},
-			wantRun: "hello from /bin/busybox\n",
+			// The shell finds 1.28's nslookup, not busybox's own applet.
+			run:     []string{"/bin/sh", "-c", "echo hello from $(ls /bin/busybox) $(nslookup 2>&1 | head -n 1)"},
+			wantRun: "hello from /bin/busybox BusyBox v1.28.4 multi-call binary.\n",
 		},
 		{
 			file:    "nginx.tar",
@@ -59,8 +60,11 @@ func TestBuild(t *testing.T) {
 				"lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
 				"usr/lib/x86_64-linux-gnu/libssl.so.3", "usr/lib/x86_64-linux-gnu/libcrypto.so.3",
 				"usr/lib/x86_64-linux-gnu/libpcre2-8.so.0", "lib/x86_64-linux-gnu/libz.so.1", "lib/x86_64-linux-gnu/libcrypt.so.1",
+				"bin/busybox",
 			},
 			wantLinks: map[string]string{
+				"bin/sh":                     "busybox",
+				"bin/hostname":               "busybox",
 				"lib64/ld-linux-x86-64.so.2": "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
 				"var/log/nginx/access.log":   "/dev/stdout",
 				"var/log/nginx/error.log":    "/dev/stderr",

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 )
@@ -111,19 +112,25 @@ func DefaultNodeName() string {
 
 // Register creates the Node, or takes over the existing one of that name,
 // and writes its status once.
+//
+// The node IPAM and lifecycle controllers write the Node too, so a status
+// write that lost a race is retried on the newer object.
 func (n *Node) Register(ctx context.Context) error {
 	nodes := n.client.CoreV1().Nodes()
-	node, err := nodes.Get(ctx, n.cfg.NodeName, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		node, err = nodes.Create(ctx, n.newNode(), metav1.CreateOptions{})
-		if err != nil {
-			return fmt.Errorf("register node %s: %w", n.cfg.NodeName, err)
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		node, err := nodes.Get(ctx, n.cfg.NodeName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			node, err = nodes.Create(ctx, n.newNode(), metav1.CreateOptions{})
 		}
-	case err != nil:
+		if err != nil {
+			return err
+		}
+		return n.updateStatus(ctx, node, true)
+	})
+	if err != nil {
 		return fmt.Errorf("register node %s: %w", n.cfg.NodeName, err)
 	}
-	return n.updateStatus(ctx, node, true)
+	return nil
 }
 
 // Run renews the node's Lease and keeps its status current until ctx ends;

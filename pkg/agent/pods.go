@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -47,6 +51,8 @@ type PodManager struct {
 	synced   cache.InformerSynced
 	queue    workqueue.TypedRateLimitingInterface[string]
 	clock    clock.Clock
+	recorder record.EventRecorder
+	prober   *prober
 
 	mu   sync.Mutex
 	pods map[types.UID]*podRecord
@@ -67,6 +73,9 @@ type containerRecord struct {
 	waiting      *corev1.ContainerStateWaiting
 	backoff      time.Duration
 	notBefore    time.Time
+	// probeKilled: this run was killed for a failed liveness or startup
+	// probe, and is restarted whatever its exit code.
+	probeKilled bool
 }
 
 // NewPodManager watches the pods of podInformer, which must be filtered to
@@ -82,8 +91,11 @@ func NewPodManager(nodeName, hostIP string, client kubernetes.Interface, runtime
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"}),
 		clock: clock.RealClock{},
-		pods:  map[types.UID]*podRecord{},
+		// Events go nowhere until Run has somewhere to send them.
+		recorder: &record.FakeRecorder{},
+		pods:     map[types.UID]*podRecord{},
 	}
+	m.prober = newProber(m)
 	enqueue := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			m.queue.Add(key)
@@ -103,6 +115,13 @@ func (m *PodManager) Run(ctx context.Context, workers int) {
 	if !cache.WaitForCacheSync(ctx.Done(), m.synced) {
 		return
 	}
+	// Events as the kubelet writes them, so that `kubectl describe pod`
+	// shows probe failures, kills and failed hooks from "kubelet".
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartStructuredLogging(3)
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	m.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: m.nodeName})
 	for range workers {
 		go wait.UntilWithContext(ctx, m.worker, time.Second)
 	}
@@ -156,10 +175,12 @@ func (m *PodManager) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, m.terminate(ctx, pod)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		m.prober.removePod(pod.UID)
 		return 0, nil
 	}
 
 	rec := m.record(pod)
+	m.prober.addPod(ctx, pod)
 	if rec.podIP == "" {
 		ip, err := m.runtime.EnsureSandbox(ctx, pod)
 		if err != nil {
@@ -189,6 +210,17 @@ func (m *PodManager) record(pod *corev1.Pod) *podRecord {
 		rec = &podRecord{key: pod.Namespace + "/" + pod.Name, startTime: metav1.NewTime(m.clock.Now()), containers: map[string]*containerRecord{}}
 		if pod.Status.StartTime != nil {
 			rec.startTime = *pod.Status.StartTime
+		}
+		// A pod this node ran before the agent restarted: adopt what its
+		// status says runs, rather than start it a second time.
+		rec.podIP = pod.Status.PodIP
+		for _, statuses := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+			for _, cs := range statuses {
+				if id, ok := strings.CutPrefix(cs.ContainerID, "stead://"); ok {
+					rec.containers[cs.Name] = &containerRecord{id: id, restartCount: cs.RestartCount, lastState: cs.LastTerminationState}
+					m.prober.adopt(pod.UID, cs, id)
+				}
+			}
 		}
 		m.pods[pod.UID] = rec
 	}
@@ -233,11 +265,37 @@ func (m *PodManager) syncContainers(ctx context.Context, pod *corev1.Pod, rec *p
 		case cr == nil || cr.id == "":
 			errs = append(errs, m.start(ctx, pod, rec, c, now))
 		case st.Running:
-		case shouldRestart(pod.Spec.RestartPolicy, st.ExitCode):
+			if kind, failed := m.prober.failedProbe(pod.UID, c.Name, cr.id); failed {
+				errs = append(errs, m.killUnhealthy(ctx, pod, rec, c, cr, kind))
+			}
+		case shouldRestart(pod.Spec.RestartPolicy, st.ExitCode) || cr.probeKilled:
 			errs = append(errs, m.restart(ctx, pod, rec, c, cr, st, now))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killUnhealthy kills a run that failed its liveness or startup probe and,
+// unless the pod never restarts its containers, starts the next one, as the
+// kubelet does in the same sync.
+func (m *PodManager) killUnhealthy(ctx context.Context, pod *corev1.Pod, rec *podRecord, c *corev1.Container, cr *containerRecord, failed probeType) error {
+	message := fmt.Sprintf("Container %s failed %s probe", c.Name, strings.ToLower(failed.String()))
+	restart := pod.Spec.RestartPolicy != corev1.RestartPolicyNever
+	if restart {
+		message += ", will be restarted"
+	}
+	if err := m.killContainer(ctx, pod, c, cr.id, rec.podIP, message, terminationGrace(pod, failed.of(c))); err != nil {
+		return err
+	}
+	cr.probeKilled = restart
+	if !restart {
+		return nil
+	}
+	st, err := m.runtime.ContainerState(ctx, cr.id)
+	if err != nil {
+		return err
+	}
+	return m.restart(ctx, pod, rec, c, cr, st, m.clock.Now())
 }
 
 func shouldRestart(policy corev1.RestartPolicy, exitCode int32) bool {
@@ -287,6 +345,7 @@ func (m *PodManager) start(ctx context.Context, pod *corev1.Pod, rec *podRecord,
 		return nil
 	}
 	cr.id, cr.waiting, cr.notBefore = id, nil, time.Time{}
+	m.postStart(ctx, pod, c, id, rec.podIP)
 	return nil
 }
 
@@ -313,7 +372,7 @@ func (m *PodManager) restart(ctx context.Context, pod *corev1.Pod, rec *podRecor
 		return err
 	}
 	cr.lastState = corev1.ContainerState{Terminated: terminatedState(cr.id, st)}
-	cr.id, cr.notBefore = "", time.Time{}
+	cr.id, cr.notBefore, cr.probeKilled = "", time.Time{}, false
 	cr.restartCount++
 	return m.start(ctx, pod, rec, c, now)
 }
@@ -362,13 +421,7 @@ func (m *PodManager) allStoppedForGood(pod *corev1.Pod, rec *podRecord) bool {
 // from the API: a pod object that still exists means its processes may
 // still run, which is what keeps one StatefulSet identity to one pod.
 func (m *PodManager) terminate(ctx context.Context, pod *corev1.Pod) error {
-	grace := 30 * time.Second
-	if pod.DeletionGracePeriodSeconds != nil {
-		grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
-	} else if pod.Spec.TerminationGracePeriodSeconds != nil {
-		grace = time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-	}
-	if err := m.stopAll(ctx, pod, pod.UID, grace); err != nil {
+	if err := m.stopAll(ctx, pod, pod.UID, terminationGrace(pod, nil)); err != nil {
 		return err
 	}
 	err := m.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
@@ -382,8 +435,11 @@ func (m *PodManager) terminate(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // stopAll stops and removes every container of the pod with this UID, then
-// its sandbox, and forgets it.
+// its sandbox, and forgets it. Running containers of a pod whose spec is
+// known get their preStop hooks first.
 func (m *PodManager) stopAll(ctx context.Context, pod *corev1.Pod, uid types.UID, grace time.Duration) error {
+	// No probe may kill or restart a container that is being stopped.
+	m.prober.removePod(uid)
 	m.mu.Lock()
 	rec := m.pods[uid]
 	m.mu.Unlock()
@@ -391,14 +447,18 @@ func (m *PodManager) stopAll(ctx context.Context, pod *corev1.Pod, uid types.UID
 		var wg sync.WaitGroup
 		errs := make([]error, 0, len(rec.containers))
 		var errMu sync.Mutex
-		for _, cr := range rec.containers {
+		for name, cr := range rec.containers {
 			if cr.id == "" {
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := m.runtime.StopContainer(ctx, cr.id, grace)
+				c := containerSpec(pod, name)
+				if st, err := m.runtime.ContainerState(ctx, cr.id); err != nil || !st.Running {
+					c = nil // nothing to run a hook in, nor to tell of
+				}
+				err := m.killContainer(ctx, pod, c, cr.id, rec.podIP, "", grace)
 				if err == nil {
 					err = m.runtime.RemoveContainer(ctx, cr.id)
 				}
@@ -418,6 +478,17 @@ func (m *PodManager) stopAll(ctx context.Context, pod *corev1.Pod, uid types.UID
 	m.mu.Lock()
 	delete(m.pods, uid)
 	m.mu.Unlock()
+	return nil
+}
+
+func containerSpec(pod *corev1.Pod, name string) *corev1.Container {
+	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
 	return nil
 }
 

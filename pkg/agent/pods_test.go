@@ -3,13 +3,16 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
@@ -17,19 +20,33 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// fakeRuntime runs nothing: the test says when containers exit.
+// fakeRuntime runs nothing: the test says when containers exit and what
+// commands run in them answer.
 type fakeRuntime struct {
 	mu         sync.Mutex
 	clock      *clocktesting.FakeClock
 	next       int
+	podIP      string
 	states     map[string]*ContainerState
 	names      map[string]string // id → container name
 	log        []string
 	imageError map[string]*ImageError // by image
+	replies    map[string]execReply   // by "<container> <command>"
+	execs      []string               // "<container> <command>", as run
+}
+
+// execReply is what a command run in a container answers; by default it
+// exits 0 saying nothing. block makes it run until its context ends.
+type execReply struct {
+	code  int
+	out   string
+	err   error
+	block bool
 }
 
 func newFakeRuntime(clock *clocktesting.FakeClock) *fakeRuntime {
-	return &fakeRuntime{clock: clock, states: map[string]*ContainerState{}, names: map[string]string{}, imageError: map[string]*ImageError{}}
+	return &fakeRuntime{clock: clock, podIP: "10.42.0.7", states: map[string]*ContainerState{}, names: map[string]string{},
+		imageError: map[string]*ImageError{}, replies: map[string]execReply{}}
 }
 
 func (f *fakeRuntime) record(format string, args ...any) {
@@ -40,7 +57,7 @@ func (f *fakeRuntime) EnsureSandbox(_ context.Context, pod *corev1.Pod) (string,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("sandbox %s", pod.Name)
-	return "10.42.0.7", nil
+	return f.podIP, nil
 }
 
 func (f *fakeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
@@ -92,6 +109,45 @@ func (f *fakeRuntime) RemoveContainer(_ context.Context, id string) error {
 	return nil
 }
 
+func (f *fakeRuntime) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (int, []byte, error) {
+	f.mu.Lock()
+	name, line := f.names[id], strings.Join(cmd, " ")
+	st, ok := f.states[id]
+	running := ok && st.Running
+	reply := f.replies[name+" "+line]
+	f.execs = append(f.execs, name+" "+line)
+	f.record("exec %s %s", name, line)
+	f.mu.Unlock()
+	if !running {
+		return -1, nil, fmt.Errorf("container %s is not running", id)
+	}
+	if reply.block {
+		<-ctx.Done()
+		return 137, nil, ctx.Err()
+	}
+	return reply.code, []byte(reply.out), reply.err
+}
+
+// reply sets what cmd, run in the named container, answers from now on.
+func (f *fakeRuntime) reply(name, cmd string, r execReply) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replies[name+" "+cmd] = r
+}
+
+// ran counts the runs of cmd in the named container.
+func (f *fakeRuntime) ran(name, cmd string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return countOf(f.execs, name+" "+cmd)
+}
+
+func (f *fakeRuntime) calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.log)
+}
+
 // exit makes the running container of that name exit with code.
 func (f *fakeRuntime) exit(t *testing.T, name string, code int32) {
 	t.Helper()
@@ -123,6 +179,57 @@ type podHarness struct {
 	m       *PodManager
 	rt      *fakeRuntime
 	clock   *clocktesting.FakeClock
+	events  *eventLog
+}
+
+// eventLog keeps the events the pod manager records.
+type eventLog struct {
+	mu     sync.Mutex
+	events []recordedEvent
+}
+
+type recordedEvent struct {
+	object                runtime.Object
+	kind, reason, message string
+}
+
+func (e *eventLog) Event(object runtime.Object, kind, reason, message string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, recordedEvent{object, kind, reason, message})
+}
+
+func (e *eventLog) Eventf(object runtime.Object, kind, reason, format string, args ...any) {
+	e.Event(object, kind, reason, fmt.Sprintf(format, args...))
+}
+
+func (e *eventLog) AnnotatedEventf(object runtime.Object, _ map[string]string, kind, reason, format string, args ...any) {
+	e.Eventf(object, kind, reason, format, args...)
+}
+
+// list is the events so far as "<type> <reason> <message>".
+func (e *eventLog) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, len(e.events))
+	for i, ev := range e.events {
+		out[i] = ev.kind + " " + ev.reason + " " + ev.message
+	}
+	return out
+}
+
+// count is how many events so far have this reason and a message that
+// begins with prefix.
+func (e *eventLog) count(reason, prefix string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.events {
+		if ev.reason == reason && strings.HasPrefix(ev.message, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func newPodHarness(t *testing.T, pod *corev1.Pod) *podHarness {
@@ -136,7 +243,34 @@ func newPodHarness(t *testing.T, pod *corev1.Pod) *podHarness {
 	rt := newFakeRuntime(clock)
 	m := NewPodManager("node-a", "127.0.0.1", client, rt, factory.Core().V1().Pods())
 	m.clock = clock
-	return &podHarness{t: t, client: client, factory: factory, m: m, rt: rt, clock: clock}
+	events := &eventLog{}
+	m.recorder = events
+	// The test steps the probe workers itself (h.probe), at the fake
+	// clock's time, rather than leave them to goroutines.
+	m.prober.drive = func(context.Context, *probeWorker) {}
+	return &podHarness{t: t, client: client, factory: factory, m: m, rt: rt, clock: clock, events: events}
+}
+
+// probe runs every probe that is due at the fake clock's time. A probe
+// that settles can make others due at once (a startup probe's success),
+// so workers are stepped until none has anything more to do.
+func (h *podHarness) probe() {
+	h.t.Helper()
+	ctx := context.Background()
+	for {
+		h.m.prober.mu.Lock()
+		workers := slices.Collect(maps.Values(h.m.prober.workers))
+		h.m.prober.mu.Unlock()
+		probed := false
+		for _, w := range workers {
+			before := w.lastProbe
+			w.step(ctx)
+			probed = probed || w.lastProbe != before
+		}
+		if !probed {
+			return
+		}
+	}
 }
 
 // sync runs one pass over the pod as the API holds it now, and returns it

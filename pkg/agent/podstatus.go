@@ -36,6 +36,7 @@ func (m *PodManager) podStatus(ctx context.Context, pod *corev1.Pod, rec *podRec
 	}
 	status.ContainerStatuses = m.containerStatuses(ctx, rec, pod.Spec.Containers, waitingReason, false)
 	status.Phase = podPhase(pod.Spec.RestartPolicy, initialized, initFailed, status.ContainerStatuses)
+	m.prober.updatePodStatus(pod, &status)
 
 	containersReady := initialized
 	for _, cs := range status.ContainerStatuses {
@@ -122,8 +123,9 @@ func (m *PodManager) containerStatuses(ctx context.Context, rec *podRecord, spec
 		case known && st.Running:
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(st.StartedAt)}
 			cs.Started = ptr.To(true)
-			// Without a readiness probe a running container is ready;
-			// init containers are never "ready" while they run.
+			// Without probes a running container is ready (the prober
+			// says otherwise for one with them); init containers are
+			// never "ready" while they run.
 			cs.Ready = !init
 		case cr.waiting != nil:
 			// Not started, or exited and waiting out its back-off: then

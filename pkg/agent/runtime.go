@@ -25,6 +25,11 @@ type ContainerRuntime interface {
 	// returns once the container's processes are gone.
 	StopContainer(ctx context.Context, id string, grace time.Duration) error
 	RemoveContainer(ctx context.Context, id string) error
+	// ExecSync runs cmd in the running container and returns its exit code
+	// and its output, stdout and stderr together. A command still running
+	// after timeout (none if zero) is killed, and the error then wraps
+	// context.DeadlineExceeded. Probes and lifecycle hooks run this way.
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (exitCode int, output []byte, err error)
 }
 
 // ContainerState is what the runtime knows of one container.

@@ -276,3 +276,14 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	v |= 1<<hostBits - 1
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
+
+// Address is the pod's address, if it has one.
+func (n *Network) Address(podUID string) (netip.Addr, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.load() != nil {
+		return netip.Addr{}, false
+	}
+	addr, ok := n.owners[podUID]
+	return addr, ok
+}

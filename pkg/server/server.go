@@ -5,8 +5,11 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/steadhq/stead/pkg/datadir"
+	"github.com/steadhq/stead/pkg/pki"
 	"github.com/steadhq/stead/pkg/storage"
 )
 
@@ -306,3 +310,20 @@ func (s *Server) Stop() {
 func (s *Server) WriteKubeconfig(path, user string, groups []string) error {
 	return writeKubeconfig(path, s.cfg.URL(), s.creds.ca, user, groups)
 }
+
+// IssueServingCertificate signs a serving certificate for a node's kubelet
+// API, which the API server verifies with the cluster CA.
+func (s *Server) IssueServingCertificate(commonName string, dnsNames []string, ips []net.IP) (tls.Certificate, error) {
+	der, key, err := s.creds.ca.Issue(pki.Spec{CommonName: commonName, DNSNames: dnsNames, IPs: ips, Server: true}, clientValidity)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPEM, keyPEM, err := pki.EncodeCertKey(der, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// CA is the cluster's certificate authority certificate.
+func (s *Server) CA() *x509.Certificate { return s.creds.ca.Cert }

@@ -11,5 +11,12 @@
 //
 // stead's own work (recovery from a broken rollout, PVC resize from the
 // template, fast failover, fast scale-out) is built on top of it here, in
-// files of its own.
+// files of its own, hooked into the ported files by a few lines marked
+// "// stead:":
+//   - stuck_rollout.go: a RollingUpdate stuck on a pod that never becomes
+//     Ready heals when the template is fixed or reverted (kubernetes#67250).
+//   - pod_management_policy.go: the stead.io/pod-management-policy
+//     annotation overrides the immutable spec.podManagementPolicy.
+//
+// Users' documentation: docs/statefulset.md.
 package statefulset

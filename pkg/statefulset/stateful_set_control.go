@@ -580,6 +580,8 @@ func (ssc *defaultStatefulSetControl) updateStatefulSet(ctx context.Context, set
 		return nil, errMsg
 	}
 
+	ssc.warnOnInvalidPodManagementPolicyAnnotation(set) // stead: see pod_management_policy.go
+
 	// set the generation, and revisions in the returned status
 	status := apps.StatefulSetStatus{}
 	status.ObservedGeneration = set.Generation
@@ -681,6 +683,12 @@ func (ssc *defaultStatefulSetControl) updateStatefulSet(ctx context.Context, set
 		if currentRevision.Name != updateRevision.Name {
 			setProgressingCondition(&status, v1.ConditionTrue, RecreateInProgressReason, "Waiting for new-revision pods to be created")
 		}
+	}
+
+	// stead: replace a pod left behind by a broken rollout (see stuck_rollout.go).
+	if err := ssc.recreateBrokenRolloutPod(ctx, set, currentRevision, updateRevision, replicas, now); err != nil {
+		updateStatus(&status, set.Spec.MinReadySeconds, currentRevision, updateRevision, now, replicas, condemned)
+		return &status, err
 	}
 
 	// First, process each living replica. Exit if we run into an error or something blocking in monotonic mode.
@@ -820,7 +828,7 @@ func updateStatefulSetAfterInvariantEstablished(ctx context.Context, ssc *defaul
 
 	logger := klog.FromContext(ctx)
 	replicaCount := int(*set.Spec.Replicas)
-	podManagementPolicy := string(set.Spec.PodManagementPolicy)
+	podManagementPolicy := string(effectivePodManagementPolicy(set)) // stead: see pod_management_policy.go
 	// we compute the minimum ordinal of the target sequence for a destructive update based on the strategy.
 	updateMin := 0
 	maxUnavailable := 1
@@ -849,7 +857,7 @@ func updateStatefulSetAfterInvariantEstablished(ctx context.Context, ssc *defaul
 		pod := replicas[target]
 		if isUnavailable(pod, set.Spec.MinReadySeconds, now) {
 			unavailablePods++
-			if set.Spec.PodManagementPolicy == apps.ParallelPodManagement &&
+			if effectivePodManagementPolicy(set) == apps.ParallelPodManagement && // stead: see pod_management_policy.go
 				getPodRevision(pod) != updateRevision.Name &&
 				!isTerminating(pod) {
 				unavailablePodsNeedingUpdate++
@@ -872,7 +880,7 @@ func updateStatefulSetAfterInvariantEstablished(ctx context.Context, ssc *defaul
 		return &status, nil
 	}
 
-	if set.Spec.PodManagementPolicy == apps.ParallelPodManagement {
+	if effectivePodManagementPolicy(set) == apps.ParallelPodManagement { // stead: see pod_management_policy.go
 		// Two-phase deletion for Parallel mode avoids excessive disruption when some
 		// pods are already unavailable on the old revision. A single high-to-low loop
 		// could spend the entire budget on good pods and never reach the already-
@@ -944,7 +952,7 @@ func (ssc *defaultStatefulSetControl) updateStatefulSetStatus(
 
 	if utilfeature.DefaultFeatureGate.Enabled(features.MaxUnavailableStatefulSet) {
 		// Update metrics - this ensures metrics are always updated regardless of update strategy
-		podManagementPolicy := string(set.Spec.PodManagementPolicy)
+		podManagementPolicy := string(effectivePodManagementPolicy(set)) // stead: see pod_management_policy.go
 		replicaCount := int(*set.Spec.Replicas)
 
 		var err error

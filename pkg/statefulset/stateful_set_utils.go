@@ -499,7 +499,7 @@ func isUnavailable(pod *v1.Pod, minReadySeconds int32, now time.Time) bool {
 
 // allowsBurst is true if the alpha burst annotation is set.
 func allowsBurst(set *apps.StatefulSet) bool {
-	return set.Spec.PodManagementPolicy == apps.ParallelPodManagement
+	return effectivePodManagementPolicy(set) == apps.ParallelPodManagement // stead: see pod_management_policy.go
 }
 
 // setPodRevision sets the revision of Pod to revision by adding the StatefulSetRevisionLabel

@@ -301,13 +301,12 @@ func TestNodeRegistersAndRenewsItsLease(t *testing.T) {
 	if len(strings.Fields(name)) != 1 {
 		t.Fatalf("nodes = %q, want the one node of stead up", name)
 	}
-	// No pod runtime yet: the node must say so rather than take pods.
 	ready := c.mustKubectl("", "get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].reason}`)
-	if ready != "False/PodRuntimeNotBuilt" {
-		t.Errorf("Ready condition = %q, want False/PodRuntimeNotBuilt", ready)
+	if ready != "True/KubeletReady" {
+		t.Errorf("Ready condition = %q, want True/KubeletReady", ready)
 	}
-	if cidr := c.mustKubectl("", "get", "node", name, "-o", "jsonpath={.spec.podCIDR}"); !strings.HasPrefix(cidr, "10.42.") {
-		t.Errorf("podCIDR = %q, want one from 10.42.0.0/16", cidr)
+	if cidr := c.mustKubectl("", "get", "node", name, "-o", "jsonpath={.spec.podCIDR}"); !strings.HasSuffix(cidr, ".0/24") {
+		t.Errorf("podCIDR = %q, want a /24 of the cluster's range", cidr)
 	}
 	holder := c.mustKubectl("", "-n", "kube-node-lease", "get", "lease", name, "-o", "jsonpath={.spec.holderIdentity}")
 	if holder != name {

@@ -48,6 +48,7 @@ func TestExternalEtcd(t *testing.T) {
 		}
 	}
 	// A server on another data dir, same etcd: the objects are there.
-	second := newCluster(t, "--etcd-servers", etcd)
+	// Its node, pod and Service ranges are the cluster's, stored in etcd.
+	second := newClusterWithFlags(t, first.extra)
 	second.mustKubectl("", "get", "configmap", "kept-in-external-etcd")
 }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +33,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "e2e: shared cluster:", err)
 			code = 1
 		}
+		shared.cleanupNode()
 		os.RemoveAll(shared.dataDir)
 	}
 	os.Exit(code)
@@ -77,10 +80,69 @@ func freePort(t testing.TB) int {
 // newCluster starts `stead up` on a fresh data dir and waits until it says
 // it is up. The cluster is stopped when the test ends.
 func newCluster(t testing.TB, extra ...string) *cluster {
+	return newClusterWithFlags(t, append(nodeFlags(t), extra...))
+}
+
+// newClusterWithFlags is newCluster with all of stead up's flags but the
+// data dir and port given, for a second server of the same cluster.
+func newClusterWithFlags(t testing.TB, extra []string) *cluster {
 	c := &cluster{t: t, dataDir: t.TempDir(), port: freePort(t), extra: extra}
+	// Before start, so that a cluster that fails to come up is cleaned too.
+	t.Cleanup(func() { c.stop(); c.cleanupNode() })
 	c.start()
-	t.Cleanup(c.stop)
 	return c
+}
+
+var clusterCount atomic.Int32
+
+// nodeFlags give each cluster its own bridge, pod and Service ranges and
+// kubelet port, so that several clusters, of this run and of another run
+// beside it, live on this machine without one's rules catching another's
+// traffic.
+func nodeFlags(t testing.TB) []string {
+	n := clusterCount.Add(1)
+	slot := 16 * (os.Getpid() % 16) // which /20 of each /16 this run uses
+	return []string{
+		"--node-bridge", fmt.Sprintf("stt%d-%d", os.Getpid()%10000, n),
+		"--cluster-cidr", fmt.Sprintf("10.%d.%d.0/20", 100+n, slot),
+		"--service-cidr", fmt.Sprintf("10.%d.%d.0/20", 200+n, slot),
+		"--kubelet-port", fmt.Sprint(freePort(t)),
+	}
+}
+
+// cleanupNode removes what the cluster's node leaves running by design
+// once stead stops (its containers), and its bridge and Service rules.
+func (c *cluster) cleanupNode() {
+	states, _ := filepath.Glob(filepath.Join(c.dataDir, "run", "state", "*", "state.json"))
+	for _, path := range states {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Pid int `json:"init_process_pid"`
+		}
+		if json.Unmarshal(data, &st) == nil && st.Pid > 0 {
+			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var points []string
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], c.dataDir) {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
+	for i, arg := range c.extra {
+		if arg == "--node-bridge" && i+1 < len(c.extra) {
+			_ = exec.Command("ip", "link", "del", c.extra[i+1]).Run()
+			_ = exec.Command("nft", "delete", "table", "ip", "stead-proxy-"+c.extra[i+1]).Run()
+		}
+	}
 }
 
 func (c *cluster) start() {
@@ -232,9 +294,12 @@ func sharedCluster(t *testing.T) *cluster {
 			sharedErr = err
 			return
 		}
-		shared = &cluster{t: t, dataDir: dir, port: freePort(t)}
+		shared = &cluster{t: t, dataDir: dir, port: freePort(t), extra: nodeFlags(t)}
 		if sharedErr = shared.startNoWait(); sharedErr == nil {
 			sharedErr = shared.waitUp(2 * time.Minute)
+		}
+		if sharedErr == nil {
+			sharedErr = shared.importTestImages()
 		}
 	})
 	if sharedErr != nil {
@@ -242,4 +307,19 @@ func sharedCluster(t *testing.T) *cluster {
 	}
 	shared.t = t
 	return shared
+}
+
+// importTestImages gives the cluster the images the tests' pods use, so
+// that nothing is ever pulled from a registry (none is reachable here).
+func (c *cluster) importTestImages() error {
+	dir := os.Getenv("STEAD_TESTIMAGES")
+	if dir == "" {
+		return fmt.Errorf("set STEAD_TESTIMAGES to the directory `make testimages` fills (make e2e does)")
+	}
+	out, err := exec.Command(steadBin, "image", "import", "--data-dir", c.dataDir,
+		filepath.Join(dir, "busybox.tar"), filepath.Join(dir, "nginx.tar")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("stead image import: %v\n%s", err, out)
+	}
+	return nil
 }

@@ -1,0 +1,578 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/steadhq/stead/pkg/image"
+	"github.com/steadhq/stead/pkg/network"
+	"github.com/steadhq/stead/pkg/runtime"
+)
+
+// NodeRuntime runs pods on this machine: images from the node's store,
+// sandboxes on the node's bridge, containers with libcontainer.
+type NodeRuntime struct {
+	Images        *image.Store
+	Network       *network.Network
+	Containers    *runtime.Runtime
+	Client        kubernetes.Interface
+	PodsDir       string // <data-dir>/pods
+	ClusterDNS    string
+	ClusterDomain string
+	Allocatable   corev1.ResourceList
+
+	mu     sync.Mutex
+	byID   map[string]*runtime.Container
+	images map[string]string // container id → image ID
+}
+
+func (n *NodeRuntime) podDir(pod *corev1.Pod) string {
+	return filepath.Join(n.PodsDir, string(pod.UID))
+}
+
+// EnsureSandbox is part of ContainerRuntime.
+func (n *NodeRuntime) EnsureSandbox(_ context.Context, pod *corev1.Pod) (string, error) {
+	if pod.Spec.HostNetwork {
+		return "", errors.New("hostNetwork pods are not supported yet")
+	}
+	sandbox, err := n.Containers.EnsureSandbox(string(pod.UID), podHostname(pod))
+	if err != nil {
+		return "", err
+	}
+	ip, err := n.Network.Attach(string(pod.UID), sandbox.NetNSPath())
+	if err != nil {
+		return "", err
+	}
+	return ip.String(), nil
+}
+
+// RemoveSandbox is part of ContainerRuntime.
+func (n *NodeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
+	if err := n.Network.Detach(string(pod.UID)); err != nil {
+		return err
+	}
+	if err := n.Containers.RemoveSandbox(string(pod.UID)); err != nil {
+		return err
+	}
+	return os.RemoveAll(n.podDir(pod))
+}
+
+func pullPolicy(p corev1.PullPolicy) image.PullPolicy {
+	switch p {
+	case corev1.PullAlways:
+		return image.PullAlways
+	case corev1.PullNever:
+		return image.PullNever
+	case corev1.PullIfNotPresent:
+		return image.PullIfNotPresent
+	}
+	return ""
+}
+
+// StartContainer is part of ContainerRuntime.
+func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restartCount int32) (string, error) {
+	img, err := n.Images.Pull(ctx, c.Image, nil, pullPolicy(c.ImagePullPolicy))
+	if err != nil {
+		reason := "ErrImagePull"
+		if errors.Is(err, image.ErrNeverPull) {
+			reason = "ErrImageNeverPull"
+		}
+		return "", &ImageError{Reason: reason, Message: err.Error()}
+	}
+	rootfs, err := n.Images.Unpack(ctx, img.Ref)
+	if err != nil {
+		return "", &ImageError{Reason: "ErrImagePull", Message: err.Error()}
+	}
+	imgConfig := ImageConfig{Entrypoint: rootfs.Config.Entrypoint, Cmd: rootfs.Config.Cmd, Env: rootfs.Config.Env, WorkingDir: rootfs.Config.WorkingDir}
+
+	withIP := pod.DeepCopy()
+	withIP.Status.PodIP = podIP
+	withIP.Status.PodIPs = []corev1.PodIP{{IP: podIP}}
+	envLines, env, err := containerEnv(ctx, envInputs{
+		source: ClientEnvSource{Client: n.Client}, image: imgConfig,
+		services: n.serviceEnv(ctx, pod.Namespace), allocatable: n.Allocatable,
+	}, withIP, c)
+	if err != nil {
+		return "", err
+	}
+	args := processArgs(c, imgConfig, env)
+	if len(args) == 0 {
+		return "", fmt.Errorf("container %s: no command: the image has none and the pod gives none", c.Name)
+	}
+
+	dir := n.podDir(pod)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	hosts, resolv := filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf")
+	hostNS, hostSearch := hostResolvers()
+	if err := os.WriteFile(hosts, []byte(hostsFile(pod, podIP, n.ClusterDomain)), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(resolv, []byte(resolvConf(pod, n.ClusterDNS, n.ClusterDomain, hostNS, hostSearch)), 0o644); err != nil {
+		return "", err
+	}
+	mounts, err := n.volumeMounts(ctx, pod, c)
+	if err != nil {
+		return "", err
+	}
+
+	uid, gid := imageUser(rootfs.Config.User)
+	sc := effectiveSecurity(pod, c)
+	if sc.RunAsUser != nil {
+		uid = uint32(*sc.RunAsUser)
+	}
+	if sc.RunAsGroup != nil {
+		gid = uint32(*sc.RunAsGroup)
+	}
+	workDir := c.WorkingDir
+	if workDir == "" {
+		workDir = imgConfig.WorkingDir
+	}
+	if _, err := n.Containers.EnsureSandbox(string(pod.UID), podHostname(pod)); err != nil {
+		return "", err
+	}
+	spec := runtime.ContainerSpec{
+		ID:        containerRuntimeID(pod.UID, c.Name, restartCount),
+		PodUID:    string(pod.UID),
+		LowerDirs: rootfs.LowerDirs, Args: args, Env: envLines, WorkingDir: workDir,
+		UID: uid, GID: gid, Mounts: mounts,
+		HostsFile: hosts, ResolvConf: resolv,
+		TerminationMessagePath: c.TerminationMessagePath,
+		LogPath:                filepath.Join(dir, "logs", c.Name, strconv.Itoa(int(restartCount))+".log"),
+		Stdin:                  c.Stdin, StdinOnce: c.StdinOnce, TTY: c.TTY,
+	}
+	if sc.RunAsUser == nil && pod.Spec.SecurityContext != nil {
+		for _, g := range pod.Spec.SecurityContext.SupplementalGroups {
+			spec.SupplementalGroups = append(spec.SupplementalGroups, uint32(g))
+		}
+	}
+	if sc.Privileged != nil {
+		spec.Privileged = *sc.Privileged
+	}
+	if sc.ReadOnlyRootFilesystem != nil {
+		spec.ReadOnlyRootFS = *sc.ReadOnlyRootFilesystem
+	}
+	if caps := sc.Capabilities; caps != nil {
+		for _, a := range caps.Add {
+			spec.CapAdd = append(spec.CapAdd, string(a))
+		}
+		for _, d := range caps.Drop {
+			spec.CapDrop = append(spec.CapDrop, string(d))
+		}
+	}
+	if mem, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+		spec.MemoryLimit = mem.Value()
+	}
+	if cpu, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
+		spec.CPUPeriod = 100000
+		spec.CPUQuota = max(cpu.MilliValue()*100000/1000, 1000)
+	}
+	if cpu, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
+		spec.CPUShares = uint64(max(cpu.MilliValue()*1024/1000, 2))
+	}
+	ctr, err := n.Containers.Start(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	n.mu.Lock()
+	n.initMaps()
+	n.byID[spec.ID], n.images[spec.ID] = ctr, rootfs.ID
+	n.mu.Unlock()
+	return spec.ID, nil
+}
+
+func (n *NodeRuntime) initMaps() {
+	if n.byID == nil {
+		n.byID, n.images = map[string]*runtime.Container{}, map[string]string{}
+	}
+}
+
+// containerRuntimeID names one run of a container: pod, name and attempt.
+func containerRuntimeID(uid types.UID, name string, attempt int32) string {
+	return fmt.Sprintf("%s_%s_%d", uid, name, attempt)
+}
+
+func effectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityContext {
+	var sc corev1.SecurityContext
+	if p := pod.Spec.SecurityContext; p != nil {
+		sc.RunAsUser, sc.RunAsGroup = p.RunAsUser, p.RunAsGroup
+	}
+	if c.SecurityContext != nil {
+		cs := c.SecurityContext
+		if cs.RunAsUser != nil {
+			sc.RunAsUser = cs.RunAsUser
+		}
+		if cs.RunAsGroup != nil {
+			sc.RunAsGroup = cs.RunAsGroup
+		}
+		sc.Privileged, sc.ReadOnlyRootFilesystem, sc.Capabilities = cs.Privileged, cs.ReadOnlyRootFilesystem, cs.Capabilities
+	}
+	return sc
+}
+
+// imageUser reads a numeric "uid[:gid]" from the image; names would need
+// the image's /etc/passwd and are left to the pod's runAsUser for now.
+func imageUser(user string) (uint32, uint32) {
+	u, g, _ := strings.Cut(user, ":")
+	uid, err := strconv.ParseUint(u, 10, 32)
+	if err != nil {
+		return 0, 0
+	}
+	gid, err := strconv.ParseUint(g, 10, 32)
+	if err != nil {
+		gid = uid
+	}
+	return uint32(uid), uint32(gid)
+}
+
+// hostResolvers are the node's own, for dnsPolicy Default.
+func hostResolvers() (servers, searches []string) {
+	data, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return nil, nil
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			servers = append(servers, f[1])
+		}
+		if len(f) >= 2 && f[0] == "search" {
+			searches = f[1:]
+		}
+	}
+	return servers, searches
+}
+
+// serviceEnv is the KUBERNETES_SERVICE_* variables every pod gets, so
+// in-cluster clients find the API server.
+func (n *NodeRuntime) serviceEnv(ctx context.Context, _ string) map[string]string {
+	svc, err := n.Client.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil || len(svc.Spec.Ports) == 0 {
+		return nil
+	}
+	port := strconv.Itoa(int(svc.Spec.Ports[0].Port))
+	return map[string]string{
+		"KUBERNETES_SERVICE_HOST": svc.Spec.ClusterIP, "KUBERNETES_SERVICE_PORT": port,
+		"KUBERNETES_SERVICE_PORT_HTTPS": port, "KUBERNETES_PORT": "tcp://" + svc.Spec.ClusterIP + ":" + port,
+	}
+}
+
+// volumeMounts resolves the container's volume mounts to host paths.
+func (n *NodeRuntime) volumeMounts(ctx context.Context, pod *corev1.Pod, c *corev1.Container) ([]runtime.Mount, error) {
+	var mounts []runtime.Mount
+	for _, vm := range c.VolumeMounts {
+		var vol *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == vm.Name {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil {
+			return nil, fmt.Errorf("volumeMount %s: no volume of that name", vm.Name)
+		}
+		source, err := n.volumePath(ctx, pod, vol)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: %w", vol.Name, err)
+		}
+		if vm.SubPath != "" {
+			source = filepath.Join(source, filepath.Clean("/"+vm.SubPath))
+			if err := os.MkdirAll(source, 0o777); err != nil {
+				return nil, err
+			}
+		}
+		mounts = append(mounts, runtime.Mount{Source: source, Destination: vm.MountPath, ReadOnly: vm.ReadOnly})
+	}
+	return mounts, nil
+}
+
+func (n *NodeRuntime) volumePath(ctx context.Context, pod *corev1.Pod, vol *corev1.Volume) (string, error) {
+	dir := filepath.Join(n.podDir(pod), "volumes", vol.Name)
+	switch {
+	case vol.PersistentVolumeClaim != nil:
+		pvc, err := n.Client.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, vol.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
+		if err != nil {
+			return "", err
+		}
+		if pvc.Spec.VolumeName == "" {
+			return "", fmt.Errorf("claim %s is not bound yet", pvc.Name)
+		}
+		pv, err := n.Client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case pv.Spec.Local != nil:
+			return pv.Spec.Local.Path, nil
+		case pv.Spec.HostPath != nil:
+			return pv.Spec.HostPath.Path, nil
+		}
+		return "", fmt.Errorf("volume %s is neither local nor hostPath", pv.Name)
+	case vol.EmptyDir != nil:
+		return dir, os.MkdirAll(dir, 0o777)
+	case vol.HostPath != nil:
+		return vol.HostPath.Path, nil
+	case vol.ConfigMap != nil:
+		cm, err := n.Client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, vol.ConfigMap.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) && ptrTrue(vol.ConfigMap.Optional) {
+			return dir, os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			return "", err
+		}
+		files := map[string][]byte{}
+		for k, v := range cm.Data {
+			files[k] = []byte(v)
+		}
+		return dir, writeProjected(dir, files, vol.ConfigMap.Items)
+	case vol.Secret != nil:
+		secret, err := n.Client.CoreV1().Secrets(pod.Namespace).Get(ctx, vol.Secret.SecretName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) && ptrTrue(vol.Secret.Optional) {
+			return dir, os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			return "", err
+		}
+		return dir, writeProjected(dir, secret.Data, vol.Secret.Items)
+	case vol.Projected != nil:
+		files, err := n.projected(ctx, pod, vol.Projected)
+		if err != nil {
+			return "", err
+		}
+		return dir, writeProjected(dir, files, nil)
+	}
+	return "", errors.New("this volume type is not supported yet (persistentVolumeClaim, emptyDir, hostPath, configMap, secret and projected are)")
+}
+
+// projected gathers a projected volume's files: the service account token
+// every pod gets (kube-api-access-*), the cluster CA, downward API fields.
+// The token is not refreshed yet: it lives as long as the API server
+// issues it for (an hour or more).
+func (n *NodeRuntime) projected(ctx context.Context, pod *corev1.Pod, p *corev1.ProjectedVolumeSource) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, src := range p.Sources {
+		switch {
+		case src.ServiceAccountToken != nil:
+			req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+				ExpirationSeconds: src.ServiceAccountToken.ExpirationSeconds,
+				BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+			}}
+			if a := src.ServiceAccountToken.Audience; a != "" {
+				req.Spec.Audiences = []string{a}
+			}
+			sa := pod.Spec.ServiceAccountName
+			if sa == "" {
+				sa = "default"
+			}
+			tok, err := n.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("service account token: %w", err)
+			}
+			files[src.ServiceAccountToken.Path] = []byte(tok.Status.Token)
+		case src.ConfigMap != nil:
+			cm, err := n.Client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				if apierrors.IsNotFound(err) && ptrTrue(src.ConfigMap.Optional) {
+					continue
+				}
+				return nil, err
+			}
+			for _, it := range itemsOrAll(src.ConfigMap.Items, cm.Data) {
+				files[it.Path] = []byte(cm.Data[it.Key])
+			}
+		case src.Secret != nil:
+			secret, err := n.Client.CoreV1().Secrets(pod.Namespace).Get(ctx, src.Secret.Name, metav1.GetOptions{})
+			if err != nil {
+				if apierrors.IsNotFound(err) && ptrTrue(src.Secret.Optional) {
+					continue
+				}
+				return nil, err
+			}
+			for _, it := range itemsOrAll(src.Secret.Items, secret.Data) {
+				files[it.Path] = secret.Data[it.Key]
+			}
+		case src.DownwardAPI != nil:
+			for _, it := range src.DownwardAPI.Items {
+				if it.FieldRef == nil {
+					return nil, fmt.Errorf("downwardAPI %s: only fieldRef is supported yet", it.Path)
+				}
+				v, err := fieldValue(pod, it.FieldRef.FieldPath)
+				if err != nil {
+					return nil, err
+				}
+				files[it.Path] = []byte(v)
+			}
+		}
+	}
+	return files, nil
+}
+
+func itemsOrAll[V any](items []corev1.KeyToPath, data map[string]V) []corev1.KeyToPath {
+	if len(items) > 0 {
+		return items
+	}
+	all := make([]corev1.KeyToPath, 0, len(data))
+	for k := range data {
+		all = append(all, corev1.KeyToPath{Key: k, Path: k})
+	}
+	return all
+}
+
+func writeProjected(dir string, data map[string][]byte, items []corev1.KeyToPath) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	paths := map[string]string{}
+	if len(items) == 0 {
+		for k := range data {
+			paths[k] = k
+		}
+	}
+	for _, it := range items {
+		paths[it.Key] = it.Path
+	}
+	for key, rel := range paths {
+		target := filepath.Join(dir, filepath.Clean("/"+rel))
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(target, data[key], 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *NodeRuntime) container(id string) (*runtime.Container, error) {
+	n.mu.Lock()
+	c, ok := n.byID[id]
+	n.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := n.Containers.Load(id)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	n.mu.Lock()
+	n.initMaps()
+	n.byID[id] = c
+	n.mu.Unlock()
+	return c, nil
+}
+
+// ContainerState is part of ContainerRuntime.
+func (n *NodeRuntime) ContainerState(_ context.Context, id string) (ContainerState, error) {
+	c, err := n.container(id)
+	if err != nil {
+		return ContainerState{}, err
+	}
+	s, err := c.State()
+	if err != nil {
+		return ContainerState{}, err
+	}
+	n.mu.Lock()
+	imageID := n.images[id]
+	n.mu.Unlock()
+	st := ContainerState{Running: s.Running, ExitCode: int32(s.ExitCode), StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, ImageID: imageID}
+	if s.Running {
+		return st, nil
+	}
+	switch {
+	case s.OOMKilled:
+		st.Reason = "OOMKilled"
+	case s.ExitCode == runtime.ExitCodeUnknown:
+		st.ExitCode, st.Reason, st.Message = 137, "ContainerStatusUnknown", "the container exited while stead was not its parent, so its status is unknown"
+	case s.ExitCode == 0:
+		st.Reason = "Completed"
+	default:
+		st.Reason = "Error"
+	}
+	if msg, err := c.TerminationMessage(); err == nil && msg != "" {
+		st.Message = msg
+	}
+	return st, nil
+}
+
+// StopContainer is part of ContainerRuntime.
+func (n *NodeRuntime) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	c, err := n.container(id)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.Exited():
+		return nil
+	default:
+	}
+	_ = c.Signal(syscall.SIGTERM)
+	graceTimer := time.NewTimer(grace)
+	defer graceTimer.Stop()
+	select {
+	case <-c.Exited():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-graceTimer.C:
+	}
+	_ = c.Signal(syscall.SIGKILL)
+	select {
+	case <-c.Exited():
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("container %s still runs 10s after SIGKILL", id)
+	}
+}
+
+// ExecSync is part of ContainerRuntime.
+func (n *NodeRuntime) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (int, []byte, error) {
+	c, err := n.container(id)
+	if err != nil {
+		return -1, nil, err
+	}
+	execCtx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		execCtx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	out := &cappedOutput{limit: maxExecOutput}
+	code, err := c.Exec(execCtx, runtime.ExecOptions{Args: cmd, Stdout: out, Stderr: out})
+	// Exec kills the command when its context ends and reports the kill as
+	// an exit code: only the context tells a timeout from a crash.
+	if ctx.Err() == nil && errors.Is(execCtx.Err(), context.DeadlineExceeded) {
+		return code, out.Bytes(), &execTimeoutError{cmd: cmd, timeout: timeout}
+	}
+	return code, out.Bytes(), err
+}
+
+// RemoveContainer is part of ContainerRuntime.
+func (n *NodeRuntime) RemoveContainer(_ context.Context, id string) error {
+	c, err := n.container(id)
+	if err != nil {
+		return err
+	}
+	if err := c.Remove(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	delete(n.byID, id)
+	delete(n.images, id)
+	n.mu.Unlock()
+	return nil
+}
