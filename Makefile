@@ -37,6 +37,7 @@ e2e: build testimages
 bench: build
 	$(GO) run ./bench/startup -stead $(CURDIR)/$(BIN)
 	$(GO) run ./bench/dns -stead $(CURDIR)/$(BIN)
+	$(GO) run ./bench/statefulset -stead $(CURDIR)/$(BIN)
 
 clean:
 	rm -rf bin

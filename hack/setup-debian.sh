@@ -17,6 +17,7 @@ declare -A packages=(
 	[git]=git
 	[update-ca-certificates]=ca-certificates
 	[dnsperf]=dnsperf # bench/dns's load generator
+	[mkfs.ext4]=e2fsprogs # local-path volumes (also resize2fs, e2fsck)
 )
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -40,6 +40,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.cfg.TLSSANs, "tls-san", nil, "extra names and addresses for the API server's certificate")
 	fs.StringVar(&f.cfg.ServiceCIDR, "service-cidr", "10.43.0.0/16", "range of Service cluster IPs")
 	fs.StringVar(&f.cfg.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "range of pod IPs, split into one podCIDR per node")
+	fs.StringVar(&f.cfg.StatefulSetController, "statefulset-controller", "stead", "StatefulSet controller to run: stead, or none to leave StatefulSets to one run elsewhere")
 	fs.StringVar(&f.clusterDNSListen, "cluster-dns-listen", "", "extra loopback address (127.0.0.1:PORT) for the cluster DNS server")
 	fs.StringVar(&f.pprofListen, "debug-pprof-listen", "", "serve Go's pprof profiles on this loopback address, for profiling stead itself")
 	_ = fs.MarkHidden("debug-pprof-listen")

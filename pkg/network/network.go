@@ -44,7 +44,15 @@ type Network struct {
 	// when a node runs a thousand pods.
 	owners map[string]netip.Addr
 	used   map[netip.Addr]bool
+	// last is the address given out last: the search for a free one
+	// starts after it, as CNI's host-local IPAM does, so that a pod's
+	// replacement does not get the address its predecessor just freed
+	// while other pods' ARP caches still hold the old interface's MAC.
+	last netip.Addr
 }
+
+// lastReservedFile keeps n.last across restarts (the name host-local uses).
+const lastReservedFile = "last_reserved_ip"
 
 // Setup makes the bridge (idempotently) with the first address of the
 // podCIDR as the pods' gateway.
@@ -195,8 +203,17 @@ func (n *Network) allocate(podUID string) (netip.Addr, error) {
 	if addr, ok := n.owners[podUID]; ok {
 		return addr, nil
 	}
-	last := lastAddr(n.cfg.PodCIDR)
-	for a := n.gateway.Next(); a.Less(last); a = a.Next() {
+	first, broadcast := n.gateway.Next(), lastAddr(n.cfg.PodCIDR)
+	start := first
+	if n.last.IsValid() && n.last.Next().Less(broadcast) && !n.last.Less(first) {
+		start = n.last.Next()
+	}
+	next := start
+	for range addressCount(first, broadcast) {
+		a := next
+		if next = next.Next(); !next.Less(broadcast) {
+			next = first
+		}
 		if n.used[a] {
 			continue
 		}
@@ -216,7 +233,9 @@ func (n *Network) allocate(podUID string) (netip.Addr, error) {
 			os.Remove(f.Name())
 			return netip.Addr{}, err
 		}
-		n.owners[podUID], n.used[a] = a, true
+		n.owners[podUID], n.used[a], n.last = a, true, a
+		// Only a hint: losing it means reusing addresses sooner, no more.
+		_ = os.WriteFile(filepath.Join(n.cfg.StateDir, lastReservedFile), []byte(a.String()), 0o600)
 		return a, nil
 	}
 	return netip.Addr{}, fmt.Errorf("pod CIDR %s has no free address", n.cfg.PodCIDR)
@@ -247,7 +266,17 @@ func (n *Network) load() error {
 		}
 	}
 	n.owners, n.used = owners, used
+	if data, err := os.ReadFile(filepath.Join(n.cfg.StateDir, lastReservedFile)); err == nil {
+		n.last, _ = netip.ParseAddr(strings.TrimSpace(string(data)))
+	}
 	return nil
+}
+
+// addressCount is how many addresses lie in [first, end).
+func addressCount(first, end netip.Addr) int {
+	f, e := first.As4(), end.As4()
+	return int(uint32(e[0])<<24|uint32(e[1])<<16|uint32(e[2])<<8|uint32(e[3])) -
+		int(uint32(f[0])<<24|uint32(f[1])<<16|uint32(f[2])<<8|uint32(f[3]))
 }
 
 func (n *Network) release(podUID string) error {

@@ -114,10 +114,11 @@ func TestDetachFreesTheAddressAndTheVeth(t *testing.T) {
 	if err := n.Detach("uid-d"); err != nil {
 		t.Fatalf("second detach: %v", err)
 	}
-	// The freed address is the next one handed out.
+	// The freed address is not handed out again while others are free:
+	// peers may still have the old interface's MAC for it in their caches.
 	other := netnstest.New(t, fmt.Sprintf("stead-test-e-%d", os.Getpid()))
-	if again, err := n.Attach("uid-e", other); err != nil || again != addr {
-		t.Fatalf("address after detach: %s %v, want the freed %s", again, err, addr)
+	if next, err := n.Attach("uid-e", other); err != nil || next != addr.Next() {
+		t.Fatalf("address after detach: %s %v, want %s, the one after the freed %s", next, err, addr.Next(), addr)
 	}
 }
 
@@ -144,6 +145,20 @@ func TestAllocationSurvivesRestartAndNeverDoubles(t *testing.T) {
 	for addr, uid := range got {
 		if again, err := second.allocate(uid); err != nil || again != addr {
 			t.Fatalf("after restart %s has %s (%v), want %s", uid, again, err, addr)
+		}
+	}
+	// Once the range is used up, freed addresses come round again, also
+	// after a restart, lowest after the last one given first.
+	if err := second.release("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.release("d"); err != nil {
+		t.Fatal(err)
+	}
+	third := &Network{cfg: first.cfg, gateway: first.gateway}
+	for _, want := range []string{"10.199.8.3", "10.199.8.5"} {
+		if addr, err := third.allocate("new-" + want); err != nil || addr.String() != want {
+			t.Fatalf("allocation after release: %s %v, want %s", addr, err, want)
 		}
 	}
 }

@@ -26,6 +26,10 @@ type Config struct {
 	ClusterCIDR    string
 	ClusterDomain  string
 	LeaderElect    bool
+	// StatefulSetController is "stead" (pkg/statefulset) or "none", which
+	// leaves StatefulSets to a controller run elsewhere, e.g. upstream's by
+	// bench/statefulset, against the same API server.
+	StatefulSetController string
 	// Progress receives one line per milestone, for the user watching.
 	Progress func(string)
 }
@@ -50,6 +54,9 @@ func (c *Config) Defaults() {
 	if c.KubeconfigPath == "" {
 		c.KubeconfigPath = filepath.Join(c.DataDir, "kubeconfig")
 	}
+	if c.StatefulSetController == "" {
+		c.StatefulSetController = "stead"
+	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}
 	}
@@ -71,6 +78,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := netip.ParsePrefix(c.ClusterCIDR); err != nil {
 		return fmt.Errorf("--cluster-cidr %q: %v", c.ClusterCIDR, err)
+	}
+	if c.StatefulSetController != "stead" && c.StatefulSetController != "none" {
+		return fmt.Errorf("--statefulset-controller %q: must be stead or none", c.StatefulSetController)
 	}
 	return nil
 }

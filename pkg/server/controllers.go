@@ -17,6 +17,11 @@ const statefulSetWorkers = 5
 // of the upstream ones disabledControllers turns off, under stead's
 // controller identity.
 func (s *Server) runSteadControllers(ctx context.Context) error {
+	if s.cfg.StatefulSetController == "none" {
+		// Returning early would count as the component failing.
+		<-ctx.Done()
+		return nil
+	}
 	client, err := kubernetes.NewForConfig(s.ControllerConfig())
 	if err != nil {
 		return err

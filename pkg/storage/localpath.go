@@ -1,19 +1,26 @@
-// Package storage is the default StorageClass, local-path: a directory per
-// claim on the node the scheduler chose for the claim's first pod
-// (WaitForFirstConsumer), bound through a PersistentVolume pinned to that
-// node, so that a StatefulSet's replacement pod lands where its data is.
+// Package storage is the default StorageClass, local-path: a filesystem of
+// the requested size per claim (volume.go) on the node the scheduler chose
+// for the claim's first pod (WaitForFirstConsumer), bound through a
+// PersistentVolume pinned to that node, so that a StatefulSet's replacement
+// pod lands where its data is.
 package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -33,6 +40,10 @@ const (
 
 	annSelectedNode  = "volume.kubernetes.io/selected-node"
 	annProvisionedBy = "pv.kubernetes.io/provisioned-by"
+	// annImage on a PV names the image file its filesystem lives in. PVs
+	// without it are plain directories, as stead made them before volumes
+	// had a size of their own; they stay that way.
+	annImage = "stead.dev/local-path-image"
 )
 
 // EnsureClass creates the default StorageClass if it does not exist. A class
@@ -65,9 +76,16 @@ type LocalPath struct {
 	classes storagelisters.StorageClassLister
 	synced  []cache.InformerSynced
 	queue   workqueue.TypedRateLimitingInterface[string]
+
+	// mu serializes work on images and mounts: a claim's key and its
+	// volume's key may be synced at once, and must not both mount it.
+	mu sync.Mutex
 }
 
-// NewLocalPath keeps volumes for node under root (a directory per volume).
+// NewLocalPath keeps volumes for node under root: their images in
+// root/images, their filesystems mounted at root/<volume>. It mounts every
+// image that is not mounted (after a reboot, say) before it returns, so that
+// pods started after it find their data rather than an empty directory.
 func NewLocalPath(node, root string, client kubernetes.Interface, factory informers.SharedInformerFactory) *LocalPath {
 	pvcInformer := factory.Core().V1().PersistentVolumeClaims()
 	pvInformer := factory.Core().V1().PersistentVolumes()
@@ -90,7 +108,34 @@ func NewLocalPath(node, root string, client kubernetes.Interface, factory inform
 	}
 	_, _ = pvcInformer.Informer().AddEventHandler(handler("pvc/"))
 	_, _ = pvInformer.Informer().AddEventHandler(handler("pv/"))
+	l.mountAll()
 	return l
+}
+
+// mountAll mounts every image under root. Images are what is mounted, not
+// PVs, as the API may not answer yet; an image whose PV an administrator
+// deleted (Retain) is mounted too, so its data stays where it was.
+func (l *LocalPath) mountAll() {
+	images, err := filepath.Glob(filepath.Join(l.root, "images", "*.img*"))
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, image := range images {
+		name, ok := strings.CutSuffix(filepath.Base(image), ".img")
+		if !ok {
+			// A format cut short; it never held data and provisioning starts over.
+			if filepath.Ext(image) == ".tmp" {
+				_ = os.Remove(image)
+			}
+			continue
+		}
+		if _, err := mountImage(image, l.volumeDir(name)); err != nil {
+			utilruntime.HandleError(fmt.Errorf("local-path volume %s: %w", name, err))
+		}
+	}
 }
 
 // Run works until ctx ends.
@@ -148,7 +193,10 @@ func (l *LocalPath) sync(ctx context.Context, key string) error {
 		if err != nil {
 			return err
 		}
-		return l.reclaim(ctx, pv)
+		if l.reclaimable(pv) {
+			return l.reclaim(ctx, pv)
+		}
+		return l.remount(pv)
 	}
 	return fmt.Errorf("unknown key %q", key)
 }
@@ -176,8 +224,10 @@ func (l *LocalPath) ours(pvc *corev1.PersistentVolumeClaim) *storagev1.StorageCl
 
 func volumeName(pvc *corev1.PersistentVolumeClaim) string { return "pvc-" + string(pvc.UID) }
 
-// provision makes the directory and the PersistentVolume for a claim whose
-// first pod the scheduler placed on this node.
+// provision makes the volume and the PersistentVolume for a claim whose
+// first pod the scheduler placed on this node. The volume is mounted before
+// the PV exists, so a PV of ours always has its image; a crash in between
+// leaves an image the next sync mounts and uses rather than formats.
 func (l *LocalPath) provision(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
 	class := l.ours(pvc)
 	if class == nil || pvc.Spec.VolumeName != "" || pvc.Status.Phase != corev1.ClaimPending ||
@@ -191,18 +241,14 @@ func (l *LocalPath) provision(ctx context.Context, pvc *corev1.PersistentVolumeC
 	if pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock {
 		return fmt.Errorf("claim %s/%s: local-path serves filesystem volumes, not volumeMode Block", pvc.Namespace, pvc.Name)
 	}
-	dir := filepath.Join(l.root, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	// Any user a pod runs as may write its own volume.
-	if err := os.Chmod(dir, 0o777); err != nil {
-		return err
+	dir, image := l.volumeDir(name), l.imagePath(name)
+	if err := l.makeVolume(image, dir, imageSize(pvc.Spec.Resources.Requests[corev1.ResourceStorage])); err != nil {
+		return fmt.Errorf("volume %s for claim %s/%s: %w", name, pvc.Namespace, pvc.Name, err)
 	}
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
-			Annotations: map[string]string{annProvisionedBy: Provisioner},
+			Annotations: map[string]string{annProvisionedBy: Provisioner, annImage: image},
 			Labels:      map[string]string{corev1.LabelHostname: l.node},
 		},
 		Spec: corev1.PersistentVolumeSpec{
@@ -227,9 +273,63 @@ func (l *LocalPath) provision(ctx context.Context, pvc *corev1.PersistentVolumeC
 	return nil
 }
 
-// expand grows a bound volume to what its claim now requests. A directory
-// has no size of its own, so growing is the volume's and the claim's
-// bookkeeping: the PV's capacity, then the claim's status.
+func (l *LocalPath) makeVolume(image, dir string, size int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := createImage(image, size); err != nil {
+		return err
+	}
+	if _, err := mountImage(image, dir); err != nil {
+		return err
+	}
+	// A new volume is empty, as a directory would be: programs that want to
+	// initialize an empty data directory (initdb, mysqld) refuse one that
+	// holds lost+found. e2fsck makes it again when it needs it. Remove only
+	// takes it when it is empty.
+	if err := os.Remove(filepath.Join(dir, "lost+found")); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+		return err
+	}
+	// Any user a pod runs as may write its own volume.
+	return os.Chmod(dir, 0o777)
+}
+
+// image is the image of one of our volumes, "" for a directory volume.
+func (l *LocalPath) image(pv *corev1.PersistentVolume) (string, error) {
+	image, ok := pv.Annotations[annImage]
+	if !ok {
+		return "", nil
+	}
+	// The annotation only marks the volume: paths come from root, never
+	// from an object someone may have edited.
+	if want := l.imagePath(pv.Name); image != want {
+		return "", fmt.Errorf("volume %s: image %q, want %q", pv.Name, image, want)
+	}
+	if pv.Spec.Local == nil || pv.Spec.Local.Path != l.volumeDir(pv.Name) {
+		return "", fmt.Errorf("volume %s: path %v is not %s", pv.Name, pv.Spec.Local, l.volumeDir(pv.Name))
+	}
+	return image, nil
+}
+
+// remount mounts a volume of ours that is not mounted, as after someone
+// unmounted it; NewLocalPath has done so for all of them at start.
+func (l *LocalPath) remount(pv *corev1.PersistentVolume) error {
+	if pv.Annotations[annProvisionedBy] != Provisioner || !l.onThisNode(pv) || pv.DeletionTimestamp != nil {
+		return nil
+	}
+	image, err := l.image(pv)
+	if err != nil || image == "" {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err = mountImage(image, l.volumeDir(pv.Name))
+	return err
+}
+
+// expand grows a bound volume to what its claim now requests, online: the
+// image, its filesystem, then the PV's capacity and the claim's status, so
+// the objects never say more than the filesystem holds. A directory volume
+// has no size of its own; for it this is bookkeeping only.
 func (l *LocalPath) expand(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
 	if l.ours(pvc) == nil || pvc.Spec.VolumeName == "" || pvc.Status.Phase != corev1.ClaimBound {
 		return nil
@@ -241,6 +341,9 @@ func (l *LocalPath) expand(ctx context.Context, pvc *corev1.PersistentVolumeClai
 	want := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	have := pv.Spec.Capacity[corev1.ResourceStorage]
 	if want.Cmp(have) > 0 {
+		if err := l.grow(pv, want); err != nil {
+			return err
+		}
 		pv = pv.DeepCopy()
 		pv.Spec.Capacity[corev1.ResourceStorage] = want
 		if _, err := l.client.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
@@ -263,26 +366,73 @@ func (l *LocalPath) expand(ctx context.Context, pvc *corev1.PersistentVolumeClai
 	return err
 }
 
+func (l *LocalPath) grow(pv *corev1.PersistentVolume, want resource.Quantity) error {
+	image, err := l.image(pv)
+	if err != nil || image == "" {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	loop, err := mountImage(image, l.volumeDir(pv.Name))
+	if err != nil {
+		return err
+	}
+	if err := growImage(image, l.volumeDir(pv.Name), loop, imageSize(want)); err != nil {
+		return fmt.Errorf("volume %s: %w", pv.Name, err)
+	}
+	return nil
+}
+
 func (l *LocalPath) onThisNode(pv *corev1.PersistentVolume) bool {
 	return pv.Labels[corev1.LabelHostname] == l.node
 }
 
-// reclaim deletes a released volume's data and object when its policy says
-// Delete; Retain keeps both for the administrator.
+// reclaimable is a released volume of ours whose policy says Delete; Retain
+// keeps the data, image and mount, for the administrator.
+func (l *LocalPath) reclaimable(pv *corev1.PersistentVolume) bool {
+	return pv.Annotations[annProvisionedBy] == Provisioner && l.onThisNode(pv) &&
+		pv.Status.Phase == corev1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete
+}
+
+// reclaim deletes a released volume's data, then its object. Unmounting
+// comes first, and the image goes before the directory, so that a crash
+// between steps leaves a volume the next sync deletes the rest of.
 func (l *LocalPath) reclaim(ctx context.Context, pv *corev1.PersistentVolume) error {
-	if pv.Annotations[annProvisionedBy] != Provisioner || !l.onThisNode(pv) ||
-		pv.Status.Phase != corev1.VolumeReleased || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
-		return nil
-	}
 	if pv.Spec.Local == nil || filepath.Dir(pv.Spec.Local.Path) != filepath.Clean(l.root) {
 		return fmt.Errorf("volume %s: path %v is not under %s; not deleting it", pv.Name, pv.Spec.Local, l.root)
 	}
-	if err := os.RemoveAll(pv.Spec.Local.Path); err != nil {
+	image, err := l.image(pv)
+	if err != nil {
 		return err
 	}
-	err := l.client.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pv.UID}})
+	if err := l.deleteVolume(image, pv.Spec.Local.Path); err != nil {
+		return fmt.Errorf("volume %s: %w", pv.Name, err)
+	}
+	err = l.client.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pv.UID}})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
 	return nil
+}
+
+func (l *LocalPath) deleteVolume(image, dir string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if image != "" {
+		if err := unmount(dir); err != nil {
+			return err
+		}
+		if err := os.Remove(image); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	// RemoveAll would delete whatever is mounted there as well.
+	_, mounted, err := mountPoint(dir)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return fmt.Errorf("%s is a mount point; not deleting it", dir)
+	}
+	return os.RemoveAll(dir)
 }

@@ -16,20 +16,22 @@ import (
 )
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	client  *fake.Clientset
 	factory informers.SharedInformerFactory
 	l       *LocalPath
 	root    string
 }
 
-func newHarness(t *testing.T, objects ...runtime.Object) *harness {
+func newHarness(t testing.TB, objects ...runtime.Object) *harness {
 	client := fake.NewClientset(objects...)
 	if err := EnsureClass(context.Background(), client); err != nil {
 		t.Fatal(err)
 	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	root := t.TempDir()
+	// Runs before TempDir's removal, which a mount under root would fail.
+	t.Cleanup(func() { cleanupVolumes(t, root) })
 	h := &harness{t: t, client: client, factory: factory, root: root, l: NewLocalPath("node-a", root, client, factory)}
 	return h
 }
@@ -37,6 +39,12 @@ func newHarness(t *testing.T, objects ...runtime.Object) *harness {
 // sync refreshes the listers from the fake API and syncs key.
 func (h *harness) sync(key string) {
 	h.t.Helper()
+	if err := h.trySync(key); err != nil {
+		h.t.Fatalf("sync %s: %v", key, err)
+	}
+}
+
+func (h *harness) trySync(key string) error {
 	ctx := context.Background()
 	pvcs, _ := h.client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
 	pvIndexer := h.factory.Core().V1().PersistentVolumes().Informer().GetIndexer()
@@ -59,9 +67,7 @@ func (h *harness) sync(key string) {
 	for i := range classes.Items {
 		_ = classIndexer.Add(&classes.Items[i])
 	}
-	if err := h.l.sync(ctx, key); err != nil {
-		h.t.Fatalf("sync %s: %v", key, err)
-	}
+	return h.l.sync(ctx, key)
 }
 
 func claim(name, node string) *corev1.PersistentVolumeClaim {
