@@ -59,6 +59,10 @@ func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress
 	if err != nil {
 		return err
 	}
+	// The kubelet's defaults (kubeAPIQPS 50, burst 100); client-go's own
+	// 5 and 10 starve a node that starts many pods at once: each needs a
+	// token, the cluster CA, a Service lookup and a few status writes.
+	restCfg.QPS, restCfg.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err

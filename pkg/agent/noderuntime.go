@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,9 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -69,7 +72,32 @@ func (n *NodeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
 	if err := n.Containers.RemoveSandbox(string(pod.UID)); err != nil {
 		return err
 	}
+	// Memory-backed emptyDirs are mounts: RemoveAll would empty them and
+	// then fail on the mount point, leaving the tmpfs behind.
+	if err := unmountBelow(n.podDir(pod)); err != nil {
+		return err
+	}
 	return os.RemoveAll(n.podDir(pod))
+}
+
+// unmountBelow unmounts every mount under dir, deepest first.
+func unmountBelow(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := unix.Unmount(points[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", points[i], err)
+		}
+	}
+	return nil
 }
 
 func pullPolicy(p corev1.PullPolicy) image.PullPolicy {
@@ -157,9 +185,14 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 		LogPath:                filepath.Join(dir, "logs", c.Name, strconv.Itoa(int(restartCount))+".log"),
 		Stdin:                  c.Stdin, StdinOnce: c.StdinOnce, TTY: c.TTY,
 	}
-	if sc.RunAsUser == nil && pod.Spec.SecurityContext != nil {
-		for _, g := range pod.Spec.SecurityContext.SupplementalGroups {
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		for _, g := range psc.SupplementalGroups {
 			spec.SupplementalGroups = append(spec.SupplementalGroups, uint32(g))
+		}
+		// As the kubelet: the process is in the fsGroup too, which owns
+		// the pod's writable volumes.
+		if psc.FSGroup != nil {
+			spec.SupplementalGroups = append(spec.SupplementalGroups, uint32(*psc.FSGroup))
 		}
 	}
 	if sc.Privileged != nil {
@@ -192,7 +225,13 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	}
 	n.mu.Lock()
 	n.initMaps()
-	n.byID[spec.ID], n.images[spec.ID] = ctr, rootfs.ID
+	// As containerd's CRI reports it: a pulled image by the digest of the
+	// manifest its registry served, an imported one by its config's.
+	imageID := rootfs.ID
+	if img.RepoDigest != "" {
+		imageID = img.RepoDigest
+	}
+	n.byID[spec.ID], n.images[spec.ID] = ctr, imageID
 	n.mu.Unlock()
 	return spec.ID, nil
 }
@@ -318,13 +357,24 @@ func (n *NodeRuntime) volumePath(ctx context.Context, pod *corev1.Pod, vol *core
 		}
 		switch {
 		case pv.Spec.Local != nil:
-			return pv.Spec.Local.Path, nil
+			return pv.Spec.Local.Path, setVolumeOwnership(pv.Spec.Local.Path, pod.Spec.SecurityContext)
 		case pv.Spec.HostPath != nil:
 			return pv.Spec.HostPath.Path, nil
 		}
 		return "", fmt.Errorf("volume %s is neither local nor hostPath", pv.Name)
 	case vol.EmptyDir != nil:
-		return dir, os.MkdirAll(dir, 0o777)
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return "", err
+		}
+		if err := os.Chmod(dir, 0o777); err != nil { // not subject to the umask
+			return "", err
+		}
+		if vol.EmptyDir.Medium == corev1.StorageMediumMemory {
+			if err := mountTmpfs(dir, vol.EmptyDir.SizeLimit); err != nil {
+				return "", err
+			}
+		}
+		return dir, setVolumeOwnership(dir, pod.Spec.SecurityContext)
 	case vol.HostPath != nil:
 		return vol.HostPath.Path, nil
 	case vol.ConfigMap != nil:
@@ -349,6 +399,14 @@ func (n *NodeRuntime) volumePath(ctx context.Context, pod *corev1.Pod, vol *core
 			return "", err
 		}
 		return dir, writeProjected(dir, secret.Data, vol.Secret.Items)
+	case vol.DownwardAPI != nil:
+		files, err := n.projected(ctx, pod, &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{
+			DownwardAPI: &corev1.DownwardAPIProjection{Items: vol.DownwardAPI.Items},
+		}}})
+		if err != nil {
+			return "", err
+		}
+		return dir, writeProjected(dir, files, nil)
 	case vol.Projected != nil:
 		files, err := n.projected(ctx, pod, vol.Projected)
 		if err != nil {
@@ -356,7 +414,7 @@ func (n *NodeRuntime) volumePath(ctx context.Context, pod *corev1.Pod, vol *core
 		}
 		return dir, writeProjected(dir, files, nil)
 	}
-	return "", errors.New("this volume type is not supported yet (persistentVolumeClaim, emptyDir, hostPath, configMap, secret and projected are)")
+	return "", errors.New("this volume type is not supported yet (persistentVolumeClaim, emptyDir, hostPath, configMap, secret, downwardAPI and projected are)")
 }
 
 // projected gathers a projected volume's files: the service account token
@@ -420,6 +478,69 @@ func (n *NodeRuntime) projected(ctx context.Context, pod *corev1.Pod, p *corev1.
 		}
 	}
 	return files, nil
+}
+
+// mountTmpfs mounts a memory-backed emptyDir, sized by its sizeLimit (the
+// kernel's default, half the memory, when it has none). Mounting an
+// already mounted one again is a no-op, so a container restart does not
+// hide the data under a second tmpfs.
+func mountTmpfs(dir string, sizeLimit *resource.Quantity) error {
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+		return err
+	}
+	if st.Dev != parent.Dev {
+		return nil // a mount point already
+	}
+	opts := "mode=0777"
+	if sizeLimit != nil && !sizeLimit.IsZero() {
+		opts += ",size=" + strconv.FormatInt(sizeLimit.Value(), 10)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
+	}
+	return nil
+}
+
+// setVolumeOwnership gives a writable volume to the pod's fsGroup as the
+// kubelet does: group-owned by it, group read-write, directories setgid so
+// that new files inherit the group. With fsGroupChangePolicy OnRootMismatch
+// a volume whose root already has the group and mode is left alone, which
+// keeps a large volume's restart fast.
+func setVolumeOwnership(dir string, psc *corev1.PodSecurityContext) error {
+	if psc == nil || psc.FSGroup == nil {
+		return nil
+	}
+	gid := int(*psc.FSGroup)
+	if psc.FSGroupChangePolicy != nil && *psc.FSGroupChangePolicy == corev1.FSGroupChangeOnRootMismatch {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err == nil && int(st.Gid) == gid && st.Mode&(unix.S_ISGID|0o070) == unix.S_ISGID|0o070 {
+			return nil
+		}
+	}
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		if err := os.Lchown(path, -1, gid); err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := info.Mode() | 0o060
+		if d.IsDir() {
+			mode |= 0o010 | fs.ModeSetgid
+		}
+		return os.Chmod(path, mode)
+	})
 }
 
 func itemsOrAll[V any](items []corev1.KeyToPath, data map[string]V) []corev1.KeyToPath {

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -258,6 +260,10 @@ func fieldValue(pod *corev1.Pod, path string) (string, error) {
 		return pod.Annotations[key], nil
 	}
 	switch path {
+	case "metadata.labels": // whole maps: downwardAPI volumes only
+		return formatMap(pod.Labels), nil
+	case "metadata.annotations":
+		return formatMap(pod.Annotations), nil
 	case "metadata.name":
 		return pod.Name, nil
 	case "metadata.namespace":
@@ -278,6 +284,16 @@ func fieldValue(pod *corev1.Pod, path string) (string, error) {
 		return joinIPs(pod.Status.PodIPs, func(ip corev1.PodIP) string { return ip.IP }), nil
 	}
 	return "", fmt.Errorf("fieldRef %q is not supported", path)
+}
+
+// formatMap writes a map as the kubelet's downwardAPI files do: key="value"
+// lines, quoted as Go quotes, sorted by key.
+func formatMap(m map[string]string) string {
+	lines := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		lines = append(lines, fmt.Sprintf("%v=%q", k, m[k]))
+	}
+	return strings.Join(lines, "\n")
 }
 
 func subscript(path, field string) (string, bool) {

@@ -147,6 +147,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if s.controllerConfig, err = clientcmd.BuildConfigFromFlags("", kubeconfigs["stead-controller"]); err != nil {
 		return nil, err
 	}
+	// The controller manager's defaults (--kube-api-qps 20, burst 30):
+	// a scale-out of hundreds of pods is paced by the controller, not by
+	// client-go's 5 requests a second.
+	s.controllerConfig.QPS, s.controllerConfig.Burst = 20, 30
 
 	leaderElect := "--leader-elect=" + strconv.FormatBool(cfg.LeaderElect)
 	s.goRun(runCtx, "kube-controller-manager", func(ctx context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -62,12 +63,13 @@ func waitFor(t *testing.T, c *cluster, ns, pod, jsonpath, want string, timeout t
 }
 
 // watchPod prints the jsonpath template on every change of the pod, so that
-// states that last only between two polls are seen too.
+// states that last only between two polls are seen too. Started before the
+// pod is created, it sees the pod's every state.
 func watchPod(t *testing.T, c *cluster, ns, pod, template string) <-chan string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	lines, err := c.watchLines(ctx, "-n", ns, "get", "pod", pod, "-w", "-o", "jsonpath="+template+`{"\n"}`)
+	lines, err := c.watchLines(ctx, "-n", ns, "get", "pods", "--field-selector", "metadata.name="+pod, "-w", "-o", "jsonpath="+template+`{"\n"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +86,9 @@ func TestNodeLogs(t *testing.T) {
 	started := time.Now()
 	// Each run numbers itself (the count lives in an emptyDir, which
 	// outlives a container) and waits for the test's go-ahead twice: once
-	// to print a line, once to exit.
+	// to print a line, once to exit. stdout and stderr are two pipes, read
+	// apart, as containerd reads them: the pause between the two streams'
+	// lines keeps their order in the log certain.
 	c.mustKubectl(`apiVersion: v1
 kind: Pod
 metadata: {name: logs}
@@ -100,8 +104,9 @@ spec:
     - -c
     - |
       n=$(( $(cat /state/n 2>/dev/null || echo 0) + 1 )); echo $n > /state/n
-      echo run-$n start
       echo run-$n stderr >&2
+      sleep 1
+      echo run-$n start
       for i in 1 2 3 4 5; do echo run-$n line-$i; done
       while [ ! -f /state/go-$n ]; do sleep 0.2; done
       echo run-$n followed
@@ -112,7 +117,7 @@ spec:
 	deleteAtEnd(t, c, ns, "logs")
 	waitFor(t, c, ns, "logs", "{.status.phase}", "Running", 2*time.Minute)
 
-	run1 := []string{"run-1 start", "run-1 stderr", "run-1 line-1", "run-1 line-2", "run-1 line-3", "run-1 line-4", "run-1 line-5"}
+	run1 := []string{"run-1 stderr", "run-1 start", "run-1 line-1", "run-1 line-2", "run-1 line-3", "run-1 line-4", "run-1 line-5"}
 	eventually(t, time.Minute, "the first run's output in kubectl logs", func() error {
 		if got := lines(kubectl("logs", "logs")); !slices.Equal(got, run1) {
 			return fmt.Errorf("kubectl logs: %q, want %q", got, run1)
@@ -186,7 +191,7 @@ spec:
 
 	// The restart: --previous is the first run, the log the second.
 	waitFor(t, c, ns, "logs", "{.status.containerStatuses[0].restartCount}", "1", 2*time.Minute)
-	run2 := []string{"run-2 start", "run-2 stderr", "run-2 line-1", "run-2 line-2", "run-2 line-3", "run-2 line-4", "run-2 line-5"}
+	run2 := []string{"run-2 stderr", "run-2 start", "run-2 line-1", "run-2 line-2", "run-2 line-3", "run-2 line-4", "run-2 line-5"}
 	eventually(t, time.Minute, "the second run's output in kubectl logs", func() error {
 		if got := lines(kubectl("logs", "logs")); !slices.Equal(got, run2) {
 			return fmt.Errorf("kubectl logs: %q, want %q", got, run2)
@@ -216,6 +221,9 @@ func TestNodeCrashLoopBackOff(t *testing.T) {
 	c := sharedCluster(t)
 	ns := nodeNamespace(t, c)
 	kubectl := nsKubectl(c, ns)
+	updates := watchPod(t, c, ns, "crash", "{.status.containerStatuses[0].restartCount} "+
+		"{.status.containerStatuses[0].lastState.terminated.exitCode}/{.status.containerStatuses[0].lastState.terminated.reason} "+
+		"{.status.containerStatuses[0].state.waiting.reason}")
 	c.mustKubectl(`apiVersion: v1
 kind: Pod
 metadata: {name: crash}
@@ -229,9 +237,6 @@ spec:
 `, "-n", ns, "apply", "-f", "-")
 	deleteAtEnd(t, c, ns, "crash")
 
-	updates := watchPod(t, c, ns, "crash", "{.status.containerStatuses[0].restartCount} "+
-		"{.status.containerStatuses[0].lastState.terminated.exitCode}/{.status.containerStatuses[0].lastState.terminated.reason} "+
-		"{.status.containerStatuses[0].state.waiting.reason}")
 	deadline := time.After(3 * time.Minute)
 	var seen []string
 	backOffAt := -1 // the restart count at which CrashLoopBackOff was seen
@@ -268,7 +273,7 @@ spec:
 	}
 	events := kubectl("get", "events", "--field-selector", "involvedObject.name=crash", "-o", `jsonpath={range .items[*]}{.reason}: {.message}{"\n"}{end}`)
 	if !strings.Contains(events, "BackOff: Back-off restarting failed container") {
-		t.Logf("events (no BackOff event, as the kubelet gives):\n%s", events)
+		t.Logf("no BackOff event (the kubelet records one); the pod's events:\n%s", events)
 	}
 }
 
@@ -354,6 +359,8 @@ func TestNodeDeleteStopsContainers(t *testing.T) {
 	c := sharedCluster(t)
 	ns := nodeNamespace(t, c)
 	kubectl := nsKubectl(c, ns)
+	parent := t
+	defer func() { c.t = parent }()
 
 	t.Run("IgnoresSIGTERM", func(t *testing.T) {
 		c.t = t
@@ -383,9 +390,10 @@ spec:
 			t.Fatalf("container %s's state.json: init pid %d, %v", id, state.Pid, err)
 		}
 		var procs []proc
-		eventually(t, time.Minute, "the shell and its two sleeps in the pod's cgroup", func() error {
+		// sh runs the first sleep in the background and execs the second.
+		eventually(t, time.Minute, "the container's two sleeps in the pod's cgroup", func() error {
 			procs = podProcesses(t, uid)
-			if len(procs) < 3 {
+			if len(procs) < 2 {
 				return fmt.Errorf("processes in the pod's cgroup: %v", procs)
 			}
 			return nil
@@ -452,7 +460,7 @@ func TestNodeImagePull(t *testing.T) {
 	kubectl := nsKubectl(c, ns)
 
 	var manifestGets atomic.Int32
-	reg := registry.New(registry.Logger(nil))
+	reg := registry.New(registry.Logger(log.New(testWriter{t}, "registry: ", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.URL.Path == "/v2/test/busybox/manifests/pulled" {
 			manifestGets.Add(1)
@@ -493,8 +501,9 @@ spec:
 	if manifestGets.Load() == 0 {
 		t.Errorf("the pod runs, but its image's manifest was never fetched from the registry")
 	}
-	if got := kubectl("get", "pod", "pulled", "-o", "jsonpath={.status.containerStatuses[0].imageID}"); !strings.Contains(got, digest.String()) {
-		t.Errorf("imageID %q, want the pushed image's digest %s", got, digest)
+	// As containerd's CRI reports a pulled image: by its manifest's digest.
+	if got, want := kubectl("get", "pod", "pulled", "-o", "jsonpath={.status.containerStatuses[0].imageID}"), host+"/test/busybox@"+digest.String(); got != want {
+		t.Errorf("imageID %q, want %q", got, want)
 	}
 	eventually(t, time.Minute, "the pulled image's container's output", func() error {
 		if got := lines(kubectl("logs", "pulled")); !slices.Equal(got, []string{"pulled"}) {
@@ -514,9 +523,6 @@ spec:
   - {name: main, image: %s, command: [sleep, "3600"]}
 `, missing), "-n", ns, "apply", "-f", "-")
 	deleteAtEnd(t, c, ns, "missing")
-	_ = updates
-	// The watch began before the pod existed: watch again, now it does.
-	updates = watchPod(t, c, ns, "missing", "{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}")
 	deadline := time.After(2 * time.Minute)
 	var seen []string
 	var errSeen, backOffSeen bool
@@ -705,4 +711,12 @@ func pushImage(t *testing.T, base, repo, tag string, img v1.Image) {
 		t.Fatal(err)
 	}
 	send(http.MethodPut, fmt.Sprintf("%s/v2/%s/manifests/%s", base, repo, tag), string(mediaType), manifest)
+}
+
+// testWriter sends what is written to it to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
