@@ -34,10 +34,11 @@ e2e: build testimages
 	STEAD_BIN=$(CURDIR)/$(BIN) STEAD_TESTIMAGES=$(CURDIR)/$(TESTIMAGES) $(GO) test -count=1 -timeout 20m -v ./test/e2e/...
 
 # Benchmarks print tables; docs/benchmarks.md has the figures measured here.
-bench: build
+bench: build testimages
 	$(GO) run ./bench/startup -stead $(CURDIR)/$(BIN)
 	$(GO) run ./bench/dns -stead $(CURDIR)/$(BIN)
 	$(GO) run ./bench/statefulset -stead $(CURDIR)/$(BIN)
+	$(GO) run ./bench/seed -stead $(CURDIR)/$(BIN) -images $(CURDIR)/$(TESTIMAGES)
 
 clean:
 	rm -rf bin
