@@ -252,15 +252,11 @@ func TestPodManagementPolicyAnnotationRollingUpdatePacing(t *testing.T) {
 	}
 }
 
-// TestBrokenFirstRevisionHealsWithParallelAnnotation: a set created with a
-// broken template and more than one replica is the case the broken-rollout
-// recovery cannot tell apart from an ordinary rolling update under
-// OrderedReady (see stuck_rollout.go): fixing the template leaves pod 0
-// stuck, as upstream. Switching the live set to Parallel with the
-// annotation lets the controller create the missing pod at the fixed
-// revision and replace pod 0 (upstream's Parallel rolling update replaces
-// unavailable pods of an old revision by itself).
-func TestBrokenFirstRevisionHealsWithParallelAnnotation(t *testing.T) {
+// TestBrokenFirstRevisionHeals: a set created with a broken template and
+// more than one replica (kubernetes#60164) has only pod 0, never Ready;
+// once the template is fixed, the controller replaces pod 0 itself under
+// OrderedReady, and the set comes up at the fixed revision.
+func TestBrokenFirstRevisionHeals(t *testing.T) {
 	set := newStatefulSet(2)
 	set.Spec.PodManagementPolicy = apps.OrderedReadyPodManagement
 	set.Spec.Template.Spec.Containers[0].Image = brokenImage
@@ -271,18 +267,9 @@ func TestBrokenFirstRevisionHealsWithParallelAnnotation(t *testing.T) {
 	if n := podCount(h); n != 1 || isRunningAndReady(h.pod(0)) {
 		t.Fatalf("want only pod 0, not Ready: %s", h.describe())
 	}
-	stuck := h.pod(0)
 
 	h.setImage(fixedImage)
 	deletes := h.deleteRequests()
-	for i := 0; i < 10; i++ {
-		h.step(2)
-	}
-	if p := h.pod(0); p == nil || getPodRevision(p) != getPodRevision(stuck) || podCount(h) != 1 || h.deleteRequests() != deletes {
-		t.Fatalf("OrderedReady: want pod 0 left alone (documented limitation): %s", h.describe())
-	}
-
-	h.edit(func(set *apps.StatefulSet) { withPolicyAnnotation(set, strPtr("Parallel")) })
 	h.runUntil(2, "healed", func() bool {
 		if !h.settled() {
 			return false
@@ -294,7 +281,10 @@ func TestBrokenFirstRevisionHealsWithParallelAnnotation(t *testing.T) {
 		}
 		return true
 	})
-	if h.deleteRequests() == deletes {
-		t.Fatalf("pod 0 at the fixed image but no deletion recorded: %s", h.describe())
+	if h.deleteRequests() != deletes+1 {
+		t.Fatalf("%d deletions, want the broken pod 0's alone: %s", h.deleteRequests()-deletes, h.describe())
+	}
+	if ev := h.events.withReason(RecreatingBrokenPodReason); len(ev) != 1 {
+		t.Fatalf("want one %s event, got %+v", RecreatingBrokenPodReason, ev)
 	}
 }

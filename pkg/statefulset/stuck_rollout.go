@@ -46,15 +46,20 @@ import (
 //     still coming up.
 //  7. If its revision is the set's currentRevision (the revision a rollout
 //     is moving away from, as opposed to a revision a rollout abandoned,
-//     see below), it must also be exactly the pod the rolling update would
-//     replace next: every pod at a higher index exists, is at
-//     updateRevision, and is available. This is what keeps an ordinary
-//     rolling update ordered: a current-revision pod that is merely not
-//     Ready yet is never deleted while a higher ordinal has not finished
-//     its update (is at an old revision, is not yet Ready, or has been
-//     deleted and not yet recreated). Upstream deletes that same pod next;
-//     the only difference is that it first waits for the pod to become
-//     Ready, which a broken pod never does.
+//     see below), every created pod at a higher index must be at
+//     updateRevision and available: a current-revision pod is never
+//     deleted while a higher ordinal has not finished its update (is at an
+//     old revision, or at the new one and not yet Ready). Higher ordinals
+//     that do not exist do not hold it back: under OrderedReady they are
+//     only created once this pod is Ready, so waiting for them would wait
+//     for this pod, forever if it is broken at its revision. That is the
+//     case of a set whose first template was broken (kubernetes#60164):
+//     pod 0 at currentRevision, never Ready, pods 1.. never created. The
+//     price, in a rolling update whose next pod was deleted and not yet
+//     recreated while a lower current-revision pod is unready, is that the
+//     lower pod is replaced before the higher one comes back rather than
+//     after: it was unavailable already, and it ends at updateRevision
+//     either way.
 //
 // A pod whose revision is neither updateRevision nor currentRevision was
 // made by a rollout that was abandoned: the template changed again (a fix)
@@ -77,14 +82,6 @@ import (
 // holds. Deletion is the ordinary graceful DeleteStatefulPod: a pod on an
 // unreachable node stays Terminating until it is really gone, so there are
 // never two pods with one identity.
-//
-// Not covered: a set whose first revision was broken and which has more
-// than one replica under OrderedReady (kubernetes#60164). Pod 0 is at
-// currentRevision and pods 1.. were never created, which is
-// indistinguishable from a rollout whose pod 1 was deleted for its update
-// and not yet recreated, so rule 7 keeps pod 0. With one replica, or under
-// Parallel (which creates pods 1.. at the fixed revision; see
-// PodManagementPolicyAnnotation), it heals.
 //
 // The rule is the same under OrderedReady and Parallel. Under Parallel,
 // upstream's rolling update already replaces an unavailable pod of an old
@@ -116,13 +113,11 @@ func findBrokenRolloutPod(set *apps.StatefulSet, currentRevision, updateRevision
 
 	// Walk down from the highest index to the first created pod that is
 	// unavailable (6), recording what the pods above it look like (7).
-	higherMissing := false // some higher index has no created pod
-	higherStale := false   // some higher pod is available but not at updateRevision
+	higherStale := false // some higher pod is available but not at updateRevision
 	for i := len(replicas) - 1; i >= partition; i-- {
 		pod := replicas[i]
 		if pod == nil || !isCreated(pod) {
-			higherMissing = true
-			continue
+			continue // not yet created: holds nothing back (7)
 		}
 		revision := getPodRevision(pod)
 		if !isUnavailable(pod, set.Spec.MinReadySeconds, now) {
@@ -142,10 +137,10 @@ func findBrokenRolloutPod(set *apps.StatefulSet, currentRevision, updateRevision
 			return -1, ""
 		}
 		if revision == currentRevision.Name { // 7
-			if higherMissing || higherStale {
+			if higherStale {
 				return -1, ""
 			}
-			return i, fmt.Sprintf("pod %s is at revision %s, not Ready, and is next in the rolling update to %s; not waiting for it to become Ready",
+			return i, fmt.Sprintf("pod %s is at revision %s, not Ready, and no higher pod is still to be updated to %s; not waiting for it to become Ready",
 				pod.Name, revision, updateRevision.Name)
 		}
 		return i, fmt.Sprintf("pod %s is not Ready and is at revision %s, which the StatefulSet no longer rolls out to (update revision %s, current revision %s)",

@@ -531,11 +531,11 @@ func TestFindBrokenRolloutPod(t *testing.T) {
 			want:     -1,
 		},
 		{
-			name:     "current revision not Ready, higher pod deleted for its update and not recreated yet: kept",
+			name:     "current revision not Ready, higher pod deleted for its update and not recreated yet (OrderedReady would recreate it only once this one is Ready): replaced",
 			current:  cur,
 			update:   upd,
 			replicas: []testReplica{r(cur, stateReady), r(cur, stateCrashing), r(upd, stateAbsent)},
-			want:     -1,
+			want:     1,
 		},
 		{
 			name:     "current revision not Ready, higher pod being deleted for its update: kept",
@@ -552,11 +552,11 @@ func TestFindBrokenRolloutPod(t *testing.T) {
 			want:     -1,
 		},
 		{
-			name:     "first revision broken, higher pods never created (kubernetes#60164): kept, indistinguishable from the case above",
+			name:     "first revision broken, higher pods never created (kubernetes#60164): replaced",
 			current:  cur,
 			update:   upd,
 			replicas: []testReplica{r(cur, stateCrashing), r(upd, stateAbsent), r(upd, stateAbsent)},
-			want:     -1,
+			want:     0,
 		},
 		{
 			name:     "no rollout: everything at the update revision",
@@ -888,9 +888,9 @@ func TestStatefulSetControlBrokenRolloutOnDeleteUntouched(t *testing.T) {
 
 // TestStatefulSetControlNormalRollingUpdateKeepsOrder: during an ordinary
 // rolling update (good template) a pod of the current revision that is not
-// Ready is not deleted ahead of its turn; it is only replaced once every
-// higher ordinal is updated and Ready, i.e. when upstream would replace it
-// next anyway.
+// Ready is not deleted while a higher ordinal is still being updated; it is
+// only replaced once every higher pod is updated and Ready, i.e. when
+// upstream would replace it next anyway.
 func TestStatefulSetControlNormalRollingUpdateKeepsOrder(t *testing.T) {
 	set := newStatefulSet(3)
 	h := newStuckHarness(t, set, v1.PodRunning)
@@ -904,28 +904,11 @@ func TestStatefulSetControlNormalRollingUpdateKeepsOrder(t *testing.T) {
 		t.Fatalf("rolling update did not start with pod 2: %s", h.describe())
 	}
 
-	// Pod 1 (current revision) stops being Ready while pod 2 is gone.
+	// Pod 2 is recreated at the update revision but is not Ready yet when
+	// pod 1 (current revision) falters.
 	s := h.set()
-	if _, err := h.om.setPodReadyCondition(s, 1, false, testNow); err != nil {
-		t.Fatal(err)
-	}
 	deletes := h.deleteRequests()
-	for i := 0; i < 5; i++ {
-		h.sync()
-	}
-	if h.deleteRequests() != deletes || h.pod(1) == nil {
-		t.Fatalf("pod 1 deleted while pod 2 was still being updated: %s", h.describe())
-	}
-	if h.pod(2) != nil {
-		t.Fatalf("OrderedReady created pod 2 while pod 1 is not Ready: %s", h.describe())
-	}
-
-	// Pod 1 recovers; pod 2 is recreated at the update revision but is not
-	// Ready yet when pod 1 falters again.
-	if _, err := h.om.setPodReadyCondition(s, 1, true, testNow); err != nil {
-		t.Fatal(err)
-	}
-	h.sync()
+	h.sync()    // pod 2 recreated
 	h.kubelet() // pod 2: Pending
 	h.kubelet() // pod 2: Running, not Ready yet
 	if p := h.pod(2); p == nil || p.Status.Phase != v1.PodRunning || podutil.IsPodReady(p) {
