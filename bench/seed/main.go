@@ -65,54 +65,8 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// seedManifest is test/e2e/seed_test.go's, unchanged.
-const seedManifest = `apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-  labels:
-    app: nginx
-spec:
-  ports:
-  - port: 80
-    name: web
-  clusterIP: None
-  selector:
-    app: nginx
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: web
-spec:
-  serviceName: "nginx"
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.9.1
-        ports:
-        - containerPort: 80
-          name: web
-        volumeMounts:
-        - name: www
-          mountPath: /usr/share/nginx/html
-  volumeClaimTemplates:
-  - metadata:
-      name: www
-    spec:
-      accessModes: ["ReadWriteOnce"]
-      resources:
-        requests:
-          storage: 1Gi
-`
+// seedManifest is the tutorial's web.yaml, read at start.
+var seedManifest string
 
 var (
 	steadBin = flag.String("stead", "bin/stead", "the stead binary")
@@ -121,14 +75,20 @@ var (
 	nPods    = flag.Int("pods", 20, "busybox pods created at once")
 	timeout  = flag.Duration("timeout", 5*time.Minute, "give up on a step after this long")
 	settle   = flag.Duration("settle", 10*time.Second, "wait after start-up (and before reading RSS) for its work to die down")
+	manifest = flag.String("manifest", "docs/examples/web.yaml", "the seed's StatefulSet, as the tutorial and the e2e test apply it")
 )
 
 func main() {
 	flag.Parse()
+	data, err := os.ReadFile(*manifest)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/seed:", err)
+		os.Exit(2)
+	}
+	seedManifest = string(data)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx)
-	if err != nil {
+	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "seed bench:", err)
 		os.Exit(1)
 	}

@@ -3,74 +3,29 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The seed's manifests, as docs/tutorial-statefulset.md gives them: the
-// headless Service nginx and the StatefulSet web with a claim per pod.
-const seedManifest = `apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-  labels:
-    app: nginx
-spec:
-  ports:
-  - port: 80
-    name: web
-  clusterIP: None
-  selector:
-    app: nginx
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: web
-spec:
-  serviceName: "nginx"
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.9.1
-        ports:
-        - containerPort: 80
-          name: web
-        volumeMounts:
-        - name: www
-          mountPath: /usr/share/nginx/html
-  volumeClaimTemplates:
-  - metadata:
-      name: www
-    spec:
-      accessModes: ["ReadWriteOnce"]
-      resources:
-        requests:
-          storage: 1Gi
-`
+// The seed's manifests, the tutorial's files: the headless Service nginx
+// and the StatefulSet web with a claim per pod, and a normal Service over
+// the same pods.
+var (
+	seedManifest         = readExample("web.yaml")
+	seedClusterIPService = readExample("vip.yaml")
+)
 
-// A normal Service for the same pods: its name answers a virtual IP.
-const seedClusterIPService = `apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-vip
-spec:
-  selector:
-    app: nginx
-  ports:
-  - port: 80
-    name: web
-`
+func readExample(name string) string {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "examples", name))
+	if err != nil {
+		panic(err)
+	}
+	return string(data)
+}
 
 func TestSeedWalkthrough(t *testing.T) {
 	c := newCluster(t)

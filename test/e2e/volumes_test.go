@@ -14,7 +14,10 @@ func TestVolumesEmptyDirDownwardAPIAndFSGroup(t *testing.T) {
 	c := sharedCluster(t)
 	const ns = "volumes"
 	c.mustKubectl("", "create", "namespace", ns)
-	kubectl := func(args ...string) string { t.Helper(); return c.mustKubectl("", append([]string{"-n", ns}, args...)...) }
+	kubectl := func(args ...string) string {
+		t.Helper()
+		return c.mustKubectl("", append([]string{"-n", ns}, args...)...)
+	}
 	c.mustKubectl(`apiVersion: v1
 kind: Pod
 metadata:
