@@ -18,6 +18,7 @@ declare -A packages=(
 	[update-ca-certificates]=ca-certificates
 	[dnsperf]=dnsperf # bench/dns's load generator
 	[mkfs.ext4]=e2fsprogs # local-path volumes (also resize2fs, e2fsck)
+	[nsenter]=util-linux # test/e2e runs agents in network namespaces of their own
 )
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -40,7 +39,8 @@ a StatefulSet engine where every replica keeps its name, address and disk.`,
 	root.AddCommand(
 		newUpCommand(&dataDir),
 		newServerCommand(&dataDir),
-		newAgentCommand(),
+		newAgentCommand(&dataDir),
+		newFenceKeeperCommand(&dataDir),
 		&cobra.Command{
 			Use:                "kubectl [args...]",
 			Short:              "Run the stock kubectl against this cluster (KUBECONFIG defaults to <data-dir>/kubeconfig)",
@@ -65,17 +65,4 @@ func defaultDataDir() string {
 		return d
 	}
 	return datadir.Default
-}
-
-func newAgentCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "agent",
-		Short: "Run a node that joins a stead server (--server URL --token T)",
-		// Accept the agent's future flags so that the answer is the honest
-		// one below, not an unknown-flag error.
-		DisableFlagParsing: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("stead agent: the node agent is not built yet (issue 4); `stead server` runs the control plane alone")
-		},
-	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -10,19 +11,16 @@ import (
 	"path/filepath"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/version"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 
 	"github.com/steadhq/stead/pkg/agent"
 	"github.com/steadhq/stead/pkg/image"
@@ -37,28 +35,54 @@ import (
 // The stead binary is its containers' init.
 func init() { runtime.Init() }
 
+// nodeOptions are the flags of a node, in `stead up` and `stead agent`.
+type nodeOptions struct {
+	nodeName         string
+	nodeIP           string
+	maxPods          int
+	bridge           string
+	kubeletPort      int
+	clusterDNSListen string
+}
+
+func (o *nodeOptions) register(fs *pflag.FlagSet, nodeIPHelp string) {
+	fs.StringVar(&o.nodeName, "node-name", agent.DefaultNodeName(), "name of this node")
+	fs.StringVar(&o.nodeIP, "node-ip", "", "address of this node "+nodeIPHelp)
+	fs.IntVar(&o.maxPods, "max-pods", 1100, "pods this node accepts")
+	fs.StringVar(&o.bridge, "node-bridge", "stead0", "the node's bridge for pods (several clusters on one machine need one each)")
+	fs.IntVar(&o.kubeletPort, "kubelet-port", 10250, "port of the node's kubelet API")
+}
+
+// nodeCluster is what a node needs of the cluster it is part of: its
+// identity there and the cluster's settings.
+type nodeCluster struct {
+	dataDir string
+	nodeIP  net.IP
+	// client is the node's own identity, system:node:<name>.
+	client *rest.Config
+	// services reads what the Service proxy and cluster DNS serve and
+	// provisions local volumes: stead's controller identity in `stead up`,
+	// the node's own (with the system:stead-node role) in `stead agent`.
+	services *rest.Config
+	ca       *x509.Certificate
+	// servingCertificate is the kubelet API's, for the node's name and IP.
+	servingCertificate func(ctx context.Context, client kubernetes.Interface) (tls.Certificate, error)
+	clusterDNSIP       string
+	clusterDomain      string
+	serviceCIDR        netip.Prefix
+	clusterCIDR        netip.Prefix
+	// selfFencing makes the node kill its pods when its Lease renewals
+	// stop (pkg/agent/fence.go), so that the server may fail them over.
+	selfFencing bool
+}
+
 // startNode makes this machine a node of the cluster in this process: it
-// registers the Node, sets up the pod network, Service rules, cluster DNS
-// for pods, the kubelet API and the pod runtime, then reports Ready.
-func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress func(string)) error {
-	cfg := srv.Config()
-	nodeIP := net.ParseIP(f.nodeIP)
-	if f.nodeIP == "" {
-		nodeIP = net.ParseIP(cfg.BindAddress)
-		if nodeIP.IsUnspecified() {
-			nodeIP = net.IPv4(127, 0, 0, 1)
-		}
-	} else if nodeIP == nil {
-		return fmt.Errorf("--node-ip %q is not an IP address", f.nodeIP)
-	}
-	kubeconfig := filepath.Join(cfg.DataDir, "cred", "node.kubeconfig")
-	if err := srv.WriteKubeconfig(kubeconfig, "system:node:"+f.nodeName, []string{"system:nodes"}); err != nil {
-		return err
-	}
-	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return err
-	}
+// registers the Node, sets up the pod network, routes to other nodes'
+// pods, Service rules, cluster DNS for pods, the kubelet API and the pod
+// runtime, then reports Ready.
+func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(string)) error {
+	nodeIP := c.nodeIP
+	restCfg := rest.CopyConfig(c.client)
 	// The kubelet's defaults (kubeAPIQPS 50, burst 100); client-go's own
 	// 5 and 10 starve a node that starts many pods at once: each needs a
 	// token, the cluster CA, a Service lookup and a few status writes.
@@ -67,7 +91,7 @@ func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress
 	if err != nil {
 		return err
 	}
-	controllerClient, err := kubernetes.NewForConfig(srv.ControllerConfig())
+	servicesClient, err := kubernetes.NewForConfig(c.services)
 	if err != nil {
 		return err
 	}
@@ -81,10 +105,17 @@ func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress
 			return agent.RuntimeStatus{Reason: "PodRuntimeStarting", Message: "the pod network and runtime are being set up"}
 		}
 	}
-	node, err := agent.NewNode(client, agent.Config{
-		NodeName: f.nodeName, NodeIP: nodeIP, DataDir: cfg.DataDir, MaxPods: f.maxPods,
-		KubeletPort: int32(f.kubeletPort), Version: version.Get().GitVersion, Runtime: runtimeStatus,
-	})
+	nodeCfg := agent.Config{
+		NodeName: o.nodeName, NodeIP: nodeIP, DataDir: c.dataDir, MaxPods: o.maxPods,
+		KubeletPort: int32(o.kubeletPort), Version: version.Get().GitVersion, Runtime: runtimeStatus,
+	}
+	if c.selfFencing {
+		nodeCfg.Heartbeat, _, _ = fenceKeeperFiles(c.dataDir)
+		if err := ensureFenceKeeper(c.dataDir); err != nil {
+			return err
+		}
+	}
+	node, err := agent.NewNode(client, nodeCfg)
 	if err != nil {
 		return err
 	}
@@ -93,84 +124,80 @@ func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress
 	}
 	go node.Run(ctx)
 
-	podCIDR, err := waitForPodCIDR(ctx, client, f.nodeName)
+	podCIDR, err := waitForPodCIDR(ctx, client, o.nodeName)
 	if err != nil {
 		return err
 	}
 	if err := enableForwarding(); err != nil {
 		return err
 	}
-	pods, err := network.Setup(network.Config{Bridge: f.bridge, PodCIDR: podCIDR, StateDir: filepath.Join(cfg.DataDir, "network", "addresses")})
+	pods, err := network.Setup(network.Config{Bridge: o.bridge, PodCIDR: podCIDR, StateDir: filepath.Join(c.dataDir, "network", "addresses")})
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
-	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
+	images, err := image.Open(filepath.Join(c.dataDir, "images"))
 	if err != nil {
 		return err
 	}
-	containers, err := runtime.New(filepath.Join(cfg.DataDir, "run"), "stead")
+	containers, err := runtime.New(filepath.Join(c.dataDir, "run"), "stead")
 	if err != nil {
 		return err
 	}
 
-	// Services: rules from the controller identity's view of the cluster.
-	controllerFactory := informers.NewSharedInformerFactory(controllerClient, 0)
+	// Services, routes and volumes: from the services identity's view.
+	servicesFactory := informers.NewSharedInformerFactory(servicesClient, 0)
 	table := proxy.DefaultTable
-	if f.bridge != "stead0" {
-		table += "-" + f.bridge // another cluster's node on this machine
+	if o.bridge != "stead0" {
+		table += "-" + o.bridge // another cluster's node on this machine
 	}
 	nft, err := proxy.NewNFTables(table)
 	if err != nil {
 		return err
 	}
-	serviceProxy := proxy.New(nft, netip.MustParsePrefix(cfg.ServiceCIDR), controllerFactory)
-	volumes := storage.NewLocalPath(f.nodeName, filepath.Join(cfg.DataDir, "storage"), controllerClient, controllerFactory)
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+		lo.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", o.nodeName).String()
+	}))
+	serviceProxy := proxy.New(nft, c.serviceCIDR, servicesFactory).ForNode(c.clusterCIDR, nodeFactory.Core().V1().Pods())
+	volumes := storage.NewLocalPath(o.nodeName, filepath.Join(c.dataDir, "storage"), servicesClient, servicesFactory)
+	network.RunRoutes(ctx, o.nodeName, servicesFactory)
 
-	// Cluster DNS for pods: on the bridge's address, behind the kube-dns
-	// Service's ClusterIP that every pod's resolv.conf names.
+	// Cluster DNS for pods: on the bridge's address, which the server
+	// publishes behind the kube-dns Service's ClusterIP that every pod's
+	// resolv.conf names.
 	dnsAddrs := []string{net.JoinHostPort(pods.Gateway().String(), "53")}
-	if f.clusterDNSListen != "" {
-		dnsAddrs = append(dnsAddrs, f.clusterDNSListen)
+	if o.clusterDNSListen != "" {
+		dnsAddrs = append(dnsAddrs, o.clusterDNSListen)
 	}
-	if err := startClusterDNS(ctx, srv.ControllerConfig(), dnsAddrs, cfg.ClusterDomain, progress); err != nil {
+	if err := startClusterDNS(ctx, c.services, dnsAddrs, c.clusterDomain, progress); err != nil {
 		return err
-	}
-	// kube-system appears a moment after the API server: retry until then.
-	var lastErr error
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		lastErr = ensureDNSService(ctx, srv.AdminClient, cfg.ClusterDNSIP().String(), pods.Gateway().String())
-		return lastErr == nil, nil
-	})
-	if err != nil {
-		return fmt.Errorf("publish the cluster DNS service: %w (last error: %v)", err, lastErr)
 	}
 
 	nodeRuntime := &agent.NodeRuntime{
 		Images: images, Network: pods, Containers: containers, Client: client,
-		PodsDir: filepath.Join(cfg.DataDir, "pods"), ClusterDNS: cfg.ClusterDNSIP().String(), ClusterDomain: cfg.ClusterDomain,
+		PodsDir: filepath.Join(c.dataDir, "pods"), ClusterDNS: c.clusterDNSIP, ClusterDomain: c.clusterDomain,
 	}
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", f.nodeName).String()
-	}))
-	podManager := agent.NewPodManager(f.nodeName, nodeIP.String(), client, nodeRuntime, nodeFactory.Core().V1().Pods())
+	podManager := agent.NewPodManager(o.nodeName, nodeIP.String(), client, nodeRuntime, nodeFactory.Core().V1().Pods())
+	if c.selfFencing {
+		podManager.FenceWith(node.Fenced)
+	}
 
-	cert, err := srv.IssueServingCertificate(f.nodeName, []string{f.nodeName, "localhost"}, []net.IP{nodeIP})
+	cert, err := c.servingCertificate(ctx, client)
 	if err != nil {
 		return err
 	}
 	cas := x509.NewCertPool()
-	cas.AddCert(srv.CA())
+	cas.AddCert(c.ca)
 	kubeletAPI := kubeletapi.New(kubeletapi.Config{
-		NodeName: f.nodeName, ClientCAs: cas, Certificate: cert, Client: client, Pods: nodeFactory.Core().V1().Pods().Lister(),
+		NodeName: o.nodeName, ClientCAs: cas, Certificate: cert, Client: client, Pods: nodeFactory.Core().V1().Pods().Lister(),
 	}, agent.Streaming{Node: nodeRuntime})
 
-	controllerFactory.Start(ctx.Done())
+	servicesFactory.Start(ctx.Done())
 	nodeFactory.Start(ctx.Done())
 	go serviceProxy.Run(ctx)
 	go volumes.Run(ctx, 2)
 	go podManager.Run(ctx, 8)
 	go func() {
-		if err := kubeletAPI.ListenAndServe(ctx, net.JoinHostPort(nodeIP.String(), fmt.Sprint(f.kubeletPort))); err != nil {
+		if err := kubeletAPI.ListenAndServe(ctx, net.JoinHostPort(nodeIP.String(), fmt.Sprint(o.kubeletPort))); err != nil {
 			klog.ErrorS(err, "kubelet API")
 		}
 	}()
@@ -178,8 +205,45 @@ func startNode(ctx context.Context, srv *server.Server, f *serverFlags, progress
 	if err := node.Register(ctx); err != nil { // write Ready now, not at the next status tick
 		return err
 	}
-	progress(fmt.Sprintf("node %s Ready (pod network %s on %s)", f.nodeName, podCIDR, f.bridge))
+	progress(fmt.Sprintf("node %s Ready (pod network %s on %s)", o.nodeName, podCIDR, o.bridge))
 	return nil
+}
+
+// inProcessNode is the cluster as the node inside `stead up` sees it:
+// credentials issued directly by the server beside it.
+func inProcessNode(srv *server.Server, o nodeOptions) (nodeCluster, error) {
+	cfg := srv.Config()
+	nodeIP := net.ParseIP(o.nodeIP)
+	if o.nodeIP == "" {
+		nodeIP = net.ParseIP(cfg.BindAddress)
+		if nodeIP.IsUnspecified() {
+			nodeIP = net.IPv4(127, 0, 0, 1)
+		}
+	} else if nodeIP == nil {
+		return nodeCluster{}, fmt.Errorf("--node-ip %q is not an IP address", o.nodeIP)
+	}
+	kubeconfig := filepath.Join(cfg.DataDir, "cred", "node.kubeconfig")
+	if err := srv.WriteKubeconfig(kubeconfig, "system:node:"+o.nodeName, []string{"system:nodes"}); err != nil {
+		return nodeCluster{}, err
+	}
+	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nodeCluster{}, err
+	}
+	return nodeCluster{
+		dataDir:  cfg.DataDir,
+		nodeIP:   nodeIP,
+		client:   restCfg,
+		services: srv.ControllerConfig(),
+		ca:       srv.CA(),
+		servingCertificate: func(context.Context, kubernetes.Interface) (tls.Certificate, error) {
+			return srv.IssueServingCertificate(o.nodeName, []string{o.nodeName, "localhost"}, []net.IP{nodeIP})
+		},
+		clusterDNSIP:  cfg.ClusterDNSIP().String(),
+		clusterDomain: cfg.ClusterDomain,
+		serviceCIDR:   netip.MustParsePrefix(cfg.ServiceCIDR),
+		clusterCIDR:   netip.MustParsePrefix(cfg.ClusterCIDR),
+	}, nil
 }
 
 // waitForPodCIDR waits for the node IPAM controller to give this node its
@@ -211,56 +275,6 @@ func enableForwarding() error {
 		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
 			return fmt.Errorf("%s: %w (is the br_netfilter module loaded?)", path, err)
 		}
-	}
-	return nil
-}
-
-// ensureDNSService publishes the node's DNS server as kube-system/kube-dns
-// at the cluster DNS address that pods' resolv.conf names.
-func ensureDNSService(ctx context.Context, client kubernetes.Interface, clusterIP, serverIP string) error {
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: metav1.NamespaceSystem, Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
-		Spec: corev1.ServiceSpec{ClusterIP: clusterIP, Ports: []corev1.ServicePort{
-			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
-			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
-		}},
-	}
-	// Get before Create: creating a Service whose cluster IP is taken, even
-	// by this very Service, fails as Invalid rather than AlreadyExists.
-	services := client.CoreV1().Services(metav1.NamespaceSystem)
-	existing, err := services.Get(ctx, svc.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		if _, err := services.Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("kube-dns service: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("kube-dns service: %w", err)
-	case existing.Spec.ClusterIP != clusterIP:
-		return fmt.Errorf("kube-dns service has cluster IP %s, but pods are told the cluster DNS is %s: delete the service or start stead with the service CIDR it was made with", existing.Spec.ClusterIP, clusterIP)
-	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns-stead", Namespace: metav1.NamespaceSystem, Labels: map[string]string{
-			discoveryv1.LabelServiceName: "kube-dns", discoveryv1.LabelManagedBy: "stead",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{serverIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports: []discoveryv1.EndpointPort{
-			{Name: ptr.To("dns"), Port: ptr.To[int32](53), Protocol: ptr.To(corev1.ProtocolUDP)},
-			{Name: ptr.To("dns-tcp"), Port: ptr.To[int32](53), Protocol: ptr.To(corev1.ProtocolTCP)},
-		},
-	}
-	slices := client.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem)
-	if _, err := slices.Create(ctx, slice, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		old, err := slices.Get(ctx, slice.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		old.Endpoints, old.Ports = slice.Endpoints, slice.Ports
-		_, err = slices.Update(ctx, old, metav1.UpdateOptions{})
-		return err
-	} else if err != nil {
-		return fmt.Errorf("kube-dns endpoints: %w", err)
 	}
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/steadhq/stead/pkg/agent"
 	"github.com/steadhq/stead/pkg/server"
 )
 
@@ -22,11 +21,7 @@ type serverFlags struct {
 	clusterDNSListen string
 	verbosity        int
 	pprofListen      string
-	nodeName         string
-	nodeIP           string
-	maxPods          int
-	bridge           string
-	kubeletPort      int
+	node             nodeOptions
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -59,11 +54,7 @@ func newUpCommand(dataDir *string) *cobra.Command {
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().BoolVar(&f.cfg.LeaderElect, "leader-elect", false, "elect a leader among several servers for the controllers and scheduler")
-	cmd.Flags().StringVar(&f.nodeName, "node-name", agent.DefaultNodeName(), "name of this node")
-	cmd.Flags().StringVar(&f.nodeIP, "node-ip", "", "address of this node (default: --bind-address, or 127.0.0.1 if that is a wildcard)")
-	cmd.Flags().IntVar(&f.maxPods, "max-pods", 1100, "pods this node accepts")
-	cmd.Flags().StringVar(&f.bridge, "node-bridge", "stead0", "the node's bridge for pods (several clusters on one machine need one each)")
-	cmd.Flags().IntVar(&f.kubeletPort, "kubelet-port", 10250, "port of the node's kubelet API")
+	f.node.register(cmd.Flags(), "(default: --bind-address, or 127.0.0.1 if that is a wildcard)")
 	return cmd
 }
 
@@ -122,7 +113,12 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 	}
 	defer srv.Stop()
 	if withNode {
-		if err := startNode(ctx, srv, f, cfg.Progress); err != nil {
+		f.node.clusterDNSListen = f.clusterDNSListen
+		nc, err := inProcessNode(srv, f.node)
+		if err != nil {
+			return err
+		}
+		if err := startNode(ctx, nc, f.node, cfg.Progress); err != nil {
 			return err
 		}
 	} else if f.clusterDNSListen != "" {
@@ -133,6 +129,9 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 	kubeconfig := srv.Config().KubeconfigPath
 	fmt.Fprintf(os.Stderr, "stead: up in %.2fs. Kubeconfig: %s\n", time.Since(began).Seconds(), kubeconfig)
 	fmt.Fprintf(os.Stderr, "stead: try   %s\n", kubectlHint(dataDir, kubeconfig))
+	if hint := joinHint(srv.Config()); hint != "" {
+		fmt.Fprintf(os.Stderr, "stead: nodes join with   %s\n", hint)
+	}
 
 	select {
 	case <-ctx.Done():

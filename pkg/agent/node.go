@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	goruntime "runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,9 +20,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+	nodeutil "k8s.io/component-helpers/node/util"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 )
@@ -55,6 +59,10 @@ type Config struct {
 	// they can, so that the scheduler never places pods on a node that
 	// would leave them pending.
 	Runtime func() RuntimeStatus
+	// Heartbeat, when set, makes the node fence itself (fence.go): each
+	// Lease renewal is recorded there for the fence keeper, and the Node
+	// says so with FencingAnnotation.
+	Heartbeat Heartbeat
 }
 
 // Node keeps one Node object and its Lease up to date.
@@ -63,8 +71,9 @@ type Node struct {
 	cfg    Config
 	now    func() time.Time
 
-	lastStatus     corev1.NodeStatus
 	lastReportTime time.Time
+	// lastRenewal is when the Lease was last renewed (unix nanoseconds).
+	lastRenewal atomic.Int64
 }
 
 // NewNode checks cfg and returns a Node that Run will register.
@@ -125,6 +134,17 @@ func (n *Node) Register(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if want := n.annotations()[FencingAnnotation]; node.Annotations[FencingAnnotation] != want {
+			// null removes the annotation of a node that no longer fences.
+			value := "null"
+			if want != "" {
+				value = strconv.Quote(want)
+			}
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%s}}}`, FencingAnnotation, value)
+			if node, err = nodes.Patch(ctx, node.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				return err
+			}
+		}
 		return n.updateStatus(ctx, node, true)
 	})
 	if err != nil {
@@ -137,8 +157,20 @@ func (n *Node) Register(ctx context.Context) error {
 // a Node that was deleted is registered again, as the kubelet does.
 func (n *Node) Run(ctx context.Context) {
 	go wait.UntilWithContext(ctx, func(ctx context.Context) {
+		// Bounded: a renewal stuck on a lost server must not hold up the
+		// next one once the server is back.
+		ctx, cancel := context.WithTimeout(ctx, leaseRenewInterval)
+		defer cancel()
+		began := n.now()
 		if err := n.renewLease(ctx); err != nil {
 			klog.ErrorS(err, "renew node lease", "node", n.cfg.NodeName)
+			return
+		}
+		n.lastRenewal.Store(began.UnixNano())
+		if n.cfg.Heartbeat != "" {
+			if err := n.cfg.Heartbeat.Beat(began); err != nil {
+				klog.ErrorS(err, "record the lease renewal for the fence keeper")
+			}
 		}
 	}, leaseRenewInterval)
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
@@ -154,10 +186,26 @@ func (n *Node) Run(ctx context.Context) {
 	}, statusInterval)
 }
 
+// Fenced reports whether the node has gone FenceAfter without renewing its
+// Lease, and must not start containers: its fence keeper kills them, and
+// the server may already have handed its pods' identities to other nodes.
+func (n *Node) Fenced() bool {
+	last := n.lastRenewal.Load()
+	return n.cfg.Heartbeat != "" && last != 0 && n.now().Sub(time.Unix(0, last)) > FenceAfter
+}
+
+func (n *Node) annotations() map[string]string {
+	if n.cfg.Heartbeat == "" {
+		return nil
+	}
+	return map[string]string{FencingAnnotation: fencingAnnotationValue()}
+}
+
 func (n *Node) newNode() *corev1.Node {
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: n.cfg.NodeName,
+			Name:        n.cfg.NodeName,
+			Annotations: n.annotations(),
 			Labels: map[string]string{
 				corev1.LabelHostname:   n.cfg.NodeName,
 				corev1.LabelOSStable:   goruntime.GOOS,
@@ -170,15 +218,22 @@ func (n *Node) newNode() *corev1.Node {
 func (n *Node) updateStatus(ctx context.Context, node *corev1.Node, force bool) error {
 	now := metav1.NewTime(n.now())
 	status := n.status(node.Status.Conditions, now)
-	if !force && statusEqual(status, n.lastStatus) && n.now().Sub(n.lastReportTime) < statusReportInterval {
+	// Compared with the Node as the server has it, not as this node last
+	// wrote it: the node lifecycle controller sets Ready to Unknown while
+	// the node is cut off, and the node must say Ready again once back.
+	if !force && statusEqual(status, node.Status) && n.now().Sub(n.lastReportTime) < statusReportInterval {
 		return nil
 	}
-	node = node.DeepCopy()
-	node.Status = status
-	if _, err := n.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	updated := node.DeepCopy()
+	updated.Status = status
+	// A patch of the status alone, as the kubelet writes it: an update
+	// would carry the spec as this node last read it, and NodeRestriction
+	// forbids a node's write that seems to change its taints, which the
+	// node lifecycle controller may have changed meanwhile.
+	if _, _, err := nodeutil.PatchNodeStatus(n.client.CoreV1(), types.NodeName(n.cfg.NodeName), node, updated); err != nil {
 		return err
 	}
-	n.lastStatus, n.lastReportTime = status, n.now()
+	n.lastReportTime = n.now()
 	return nil
 }
 

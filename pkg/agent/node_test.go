@@ -127,3 +127,44 @@ func TestNodeNameValidation(t *testing.T) {
 		}
 	}
 }
+
+// A node cut off from the server finds, once back, its Ready condition set
+// to Unknown by the node lifecycle controller: it must say Ready again at
+// once, not at its next periodic report.
+func TestStatusRewrittenWhenTheServerMarkedTheNodeUnknown(t *testing.T) {
+	ctx := context.Background()
+	rt := &RuntimeStatus{Ready: true}
+	client := fake.NewClientset()
+	n, err := NewNode(client, testConfig(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node, _ := client.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+	before := len(client.Actions())
+	if err := n.updateStatus(ctx, node, false); err != nil {
+		t.Fatal(err)
+	}
+	if len(client.Actions()) != before {
+		t.Fatalf("an unchanged status was written: %v", client.Actions()[before:])
+	}
+
+	for i, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			node.Status.Conditions[i].Status, node.Status.Conditions[i].Reason = corev1.ConditionUnknown, "NodeStatusUnknown"
+		}
+	}
+	node, err = client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.updateStatus(ctx, node, false); err != nil {
+		t.Fatal(err)
+	}
+	node, _ = client.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+	if c := readyCondition(t, node); c.Status != corev1.ConditionTrue {
+		t.Errorf("Ready %s (%s) after the update, want True", c.Status, c.Reason)
+	}
+}

@@ -54,8 +54,16 @@ type PodManager struct {
 	recorder record.EventRecorder
 	prober   *prober
 
+	// fenced, when set, says the node has fenced itself (fence.go): no
+	// container may start, and a pod synced while fenced is checked
+	// against the API server itself, not the informer's cache, before it
+	// runs again.
+	fenced func() bool
+
 	mu   sync.Mutex
 	pods map[types.UID]*podRecord
+	// unverified are the pods synced while the node was fenced.
+	unverified map[types.UID]bool
 }
 
 // podRecord is what the agent remembers of a pod between syncs.
@@ -92,8 +100,9 @@ func NewPodManager(nodeName, hostIP string, client kubernetes.Interface, runtime
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"}),
 		clock: clock.RealClock{},
 		// Events go nowhere until Run has somewhere to send them.
-		recorder: &record.FakeRecorder{},
-		pods:     map[types.UID]*podRecord{},
+		recorder:   &record.FakeRecorder{},
+		pods:       map[types.UID]*podRecord{},
+		unverified: map[types.UID]bool{},
 	}
 	m.prober = newProber(m)
 	enqueue := func(obj any) {
@@ -108,6 +117,10 @@ func NewPodManager(nodeName, hostIP string, client kubernetes.Interface, runtime
 	})
 	return m
 }
+
+// FenceWith makes the pod manager hold every container while fenced
+// reports true; call it before Run.
+func (m *PodManager) FenceWith(fenced func() bool) { m.fenced = fenced }
 
 // Run syncs pods with the given number of workers until ctx ends.
 func (m *PodManager) Run(ctx context.Context, workers int) {
@@ -167,6 +180,15 @@ func (m *PodManager) sync(ctx context.Context, key string) (time.Duration, error
 	if pod.Spec.NodeName != m.nodeName {
 		return 0, nil
 	}
+	if m.fenced != nil && m.fenced() {
+		m.mu.Lock()
+		m.unverified[pod.UID] = true
+		m.mu.Unlock()
+		return time.Second, nil
+	}
+	if gone, err := m.verifyAfterFence(ctx, pod); err != nil || gone {
+		return 0, err
+	}
 	// A pod of the same name but another UID replaced the one we ran.
 	if err := m.forgetPodsNamed(ctx, ns, name, pod); err != nil {
 		return 0, err
@@ -200,6 +222,37 @@ func (m *PodManager) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, nil
 	}
 	return pollInterval, nil
+}
+
+// verifyAfterFence asks the API server whether a pod synced while the
+// node was fenced still is this node's: the informer may not have seen
+// yet that the server deleted it, and that another node runs it now.
+// gone is true when it is not, once what ran for it here is stopped.
+func (m *PodManager) verifyAfterFence(ctx context.Context, pod *corev1.Pod) (gone bool, err error) {
+	m.mu.Lock()
+	check := m.unverified[pod.UID]
+	m.mu.Unlock()
+	if !check {
+		return false, nil
+	}
+	live, err := m.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	// Forbidden: the Node authorizer no longer relates the pod of that
+	// name to this node, because another node has it now.
+	lost := apierrors.IsNotFound(err) || apierrors.IsForbidden(err)
+	if err != nil && !lost {
+		return false, err
+	}
+	gone = lost || live.UID != pod.UID || live.Spec.NodeName != m.nodeName
+	if gone {
+		// Still unverified: until the informer drops it, each sync asks
+		// again, and it never runs here again.
+		ghost := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}}
+		return true, m.stopAll(ctx, ghost, pod.UID, 0)
+	}
+	m.mu.Lock()
+	delete(m.unverified, pod.UID)
+	m.mu.Unlock()
+	return gone, nil
 }
 
 func (m *PodManager) record(pod *corev1.Pod) *podRecord {

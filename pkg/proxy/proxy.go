@@ -11,10 +11,12 @@ import (
 	"net/netip"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
@@ -35,6 +37,8 @@ type Proxy struct {
 	serviceCIDR netip.Prefix
 	services    corelisters.ServiceLister
 	slices      discoverylisters.EndpointSliceLister
+	clusterCIDR netip.Prefix
+	pods        corelisters.PodLister // the node's pods, for hostPorts; nil for none
 	synced      []cache.InformerSynced
 	queue       workqueue.TypedRateLimitingInterface[string]
 }
@@ -63,6 +67,26 @@ func New(nft knftables.Interface, serviceCIDR netip.Prefix, factory informers.Sh
 	}
 	_, _ = svcInformer.Informer().AddEventHandler(changed)
 	_, _ = sliceInformer.Informer().AddEventHandler(changed)
+	return p
+}
+
+// ForNode makes the proxy a node's: pods' connections leaving clusterCIDR
+// are masqueraded, and the hostPorts of the node's pods (from pods, an
+// informer of those pods alone) are published. Call it before the
+// informers start.
+func (p *Proxy) ForNode(clusterCIDR netip.Prefix, pods coreinformers.PodInformer) *Proxy {
+	p.clusterCIDR, p.pods = clusterCIDR, pods.Lister()
+	p.synced = append(p.synced, pods.Informer().HasSynced)
+	_, _ = pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { p.queue.AddAfter("sync", minSyncInterval) },
+		UpdateFunc: func(old, cur any) {
+			o, c := old.(*corev1.Pod), cur.(*corev1.Pod)
+			if o.Status.PodIP != c.Status.PodIP || o.Status.Phase != c.Status.Phase {
+				p.queue.AddAfter("sync", minSyncInterval)
+			}
+		},
+		DeleteFunc: func(any) { p.queue.AddAfter("sync", minSyncInterval) },
+	})
 	return p
 }
 
@@ -113,8 +137,16 @@ func (p *Proxy) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rs := ruleSet{serviceCIDR: p.serviceCIDR, clusterCIDR: p.clusterCIDR, ports: servicePorts(services, slices)}
+	if p.pods != nil {
+		pods, err := p.pods.List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		rs.hostPorts = hostPorts(pods)
+	}
 	tx := p.nft.NewTransaction()
-	writeRules(tx, p.serviceCIDR, servicePorts(services, slices))
+	writeRules(tx, rs)
 	return p.nft.Run(ctx, tx)
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
@@ -123,10 +124,65 @@ func chainName(prefix string, parts ...string) string {
 
 func protoName(p corev1.Protocol) string { return strings.ToLower(string(p)) }
 
+// hostPort is a pod's containerPort published on the node (hostPort).
+type hostPort struct {
+	protocol      corev1.Protocol
+	hostIP        netip.Addr // the zero Addr: every address of the node
+	port          int32
+	podIP         netip.Addr
+	containerPort int32
+	pod           string // namespace/name, for the rule's comment
+}
+
+// hostPorts are the published ports of the pods that run on the node, as
+// the CNI portmap plugin publishes them for the kubelet. A port two pods
+// claim (the scheduler's NodePorts filter prevents it) goes to the first
+// by name.
+func hostPorts(pods []*corev1.Pod) []hostPort {
+	var out []hostPort
+	taken := map[string]bool{}
+	slices.SortFunc(pods, func(a, b *corev1.Pod) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) })
+	for _, pod := range pods {
+		podIP, err := netip.ParseAddr(pod.Status.PodIP)
+		if err != nil || !podIP.Is4() || pod.Spec.HostNetwork || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, c := range pod.Spec.Containers {
+			for _, p := range c.Ports {
+				if p.HostPort == 0 {
+					continue
+				}
+				hp := hostPort{protocol: cmp.Or(p.Protocol, corev1.ProtocolTCP), port: p.HostPort, podIP: podIP, containerPort: p.ContainerPort, pod: pod.Namespace + "/" + pod.Name}
+				if ip, err := netip.ParseAddr(p.HostIP); err == nil && ip.Is4() && !ip.IsUnspecified() {
+					hp.hostIP = ip
+				}
+				key := fmt.Sprint(hp.protocol, hp.port)
+				if taken[key] {
+					continue
+				}
+				taken[key] = true
+				out = append(out, hp)
+			}
+		}
+	}
+	return out
+}
+
+// ruleSet is everything the table is rebuilt from.
+type ruleSet struct {
+	serviceCIDR netip.Prefix
+	// clusterCIDR, when valid, is the pods' range: their connections to
+	// anywhere outside it leave with the node's address (masquerade).
+	clusterCIDR netip.Prefix
+	ports       []servicePort
+	hostPorts   []hostPort
+}
+
 // writeRules replaces the whole table with the rules for ports in one
 // transaction: the kernel switches from the old rules to the new at once,
 // and a rebuild is idempotent.
-func writeRules(tx *knftables.Transaction, serviceCIDR netip.Prefix, ports []servicePort) {
+func writeRules(tx *knftables.Transaction, rs ruleSet) {
+	serviceCIDR, ports := rs.serviceCIDR, rs.ports
 	// Adding then deleting removes whatever the table held, even if it did
 	// not exist; it is made again below.
 	tx.Add(&knftables.Table{})
@@ -148,6 +204,24 @@ func writeRules(tx *knftables.Transaction, serviceCIDR netip.Prefix, ports []ser
 	}
 	tx.Add(&knftables.Chain{Name: "nat-postrouting", Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
 	tx.Add(&knftables.Rule{Chain: "nat-postrouting", Rule: "meta mark & " + masqueradeMark + " != 0 masquerade"})
+	if rs.clusterCIDR.IsValid() {
+		// Other nodes route the cluster range back; nothing else does.
+		tx.Add(&knftables.Rule{Chain: "nat-postrouting", Rule: fmt.Sprintf("ip saddr %s ip daddr != %s masquerade", rs.clusterCIDR, rs.clusterCIDR)})
+	}
+
+	tx.Add(&knftables.Map{Name: "host-ports", Type: "inet_proto . inet_service : verdict"})
+	for _, hp := range rs.hostPorts {
+		chain := chainName("hp", string(hp.protocol), hp.hostIP.String(), fmt.Sprint(hp.port))
+		tx.Add(&knftables.Chain{Name: chain, Comment: knftables.PtrTo(fmt.Sprintf("hostPort %d of %s", hp.port, hp.pod))})
+		tx.Add(&knftables.Rule{Chain: chain, Rule: fmt.Sprintf("ip saddr %s meta mark set meta mark | %s", hp.podIP, masqueradeMark)})
+		tx.Add(&knftables.Rule{Chain: chain, Rule: fmt.Sprintf("meta l4proto %s dnat to %s:%d", protoName(hp.protocol), hp.podIP, hp.containerPort)})
+		if hp.hostIP.IsValid() {
+			tx.Add(&knftables.Rule{Chain: "services", Rule: fmt.Sprintf("ip daddr %s meta l4proto %s th dport %d goto %s", hp.hostIP, protoName(hp.protocol), hp.port, chain)})
+		} else {
+			tx.Add(&knftables.Element{Map: "host-ports", Key: []string{protoName(hp.protocol), fmt.Sprint(hp.port)}, Value: []string{"goto " + chain}})
+		}
+	}
+	tx.Add(&knftables.Rule{Chain: "services", Rule: "fib daddr type local meta l4proto . th dport vmap @host-ports"})
 
 	// A Service IP that no rule translated (no ready endpoint, or a port
 	// the Service lacks) is refused here, in the forward and output paths,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -106,7 +107,7 @@ func TestRulesTranslateClusterIPAndNodePort(t *testing.T) {
 	}}
 	for range 2 { // a rebuild over existing rules gives the same table
 		tx := nft.NewTransaction()
-		writeRules(tx, serviceCIDR, ports)
+		writeRules(tx, ruleSet{serviceCIDR: serviceCIDR, ports: ports})
 		if err := nft.Run(context.Background(), tx); err != nil {
 			t.Fatal(err)
 		}
@@ -127,5 +128,58 @@ func TestRulesTranslateClusterIPAndNodePort(t *testing.T) {
 	}
 	if n := strings.Count(dump, "dnat to 10.42.0.5:8080"); n != 1 {
 		t.Errorf("endpoint rule appears %d times after a rebuild, want 1", n)
+	}
+}
+
+func TestHostPortsAndMasquerade(t *testing.T) {
+	pod := func(name, ip string, phase corev1.PodPhase, ports ...corev1.ContainerPort) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Ports: ports}}},
+			Status:     corev1.PodStatus{PodIP: ip, Phase: phase},
+		}
+	}
+	pods := []*corev1.Pod{
+		pod("web-1", "10.42.0.6", corev1.PodRunning, corev1.ContainerPort{ContainerPort: 80, HostPort: 8080}),
+		pod("web-0", "10.42.0.5", corev1.PodRunning, corev1.ContainerPort{ContainerPort: 80, HostPort: 8080},
+			corev1.ContainerPort{ContainerPort: 53, HostPort: 5353, Protocol: corev1.ProtocolUDP, HostIP: "192.168.1.2"}),
+		pod("plain", "10.42.0.7", corev1.PodRunning, corev1.ContainerPort{ContainerPort: 80}),
+		pod("done", "10.42.0.8", corev1.PodSucceeded, corev1.ContainerPort{ContainerPort: 80, HostPort: 9090}),
+		pod("no-ip-yet", "", corev1.PodPending, corev1.ContainerPort{ContainerPort: 80, HostPort: 9091}),
+	}
+	hps := hostPorts(pods)
+	var got []string
+	for _, hp := range hps {
+		got = append(got, fmt.Sprintf("%s %v:%d -> %s:%d (%s)", hp.protocol, hp.hostIP, hp.port, hp.podIP, hp.containerPort, hp.pod))
+	}
+	want := []string{
+		"TCP invalid IP:8080 -> 10.42.0.5:80 (default/web-0)",
+		"UDP 192.168.1.2:5353 -> 10.42.0.5:53 (default/web-0)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("hostPorts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	nft := knftables.NewFake(knftables.IPv4Family, DefaultTable)
+	tx := nft.NewTransaction()
+	writeRules(tx, ruleSet{serviceCIDR: serviceCIDR, clusterCIDR: netip.MustParsePrefix("10.42.0.0/16"), hostPorts: hps})
+	if err := nft.Run(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	dump := nft.Dump()
+	for _, want := range []string{
+		"ip saddr 10.42.0.0/16 ip daddr != 10.42.0.0/16 masquerade",
+		"tcp . 8080 : goto hp-",
+		"dnat to 10.42.0.5:80",
+		"ip daddr 192.168.1.2 meta l4proto udp th dport 5353 goto hp-",
+		"dnat to 10.42.0.5:53",
+		"fib daddr type local meta l4proto . th dport vmap @host-ports",
+	} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("rules lack %q:\n%s", want, dump)
+		}
+	}
+	if strings.Contains(dump, "10.42.0.6") || strings.Contains(dump, "9090") || strings.Contains(dump, "9091") {
+		t.Errorf("rules publish a port taken, finished or without an address:\n%s", dump)
 	}
 }

@@ -156,3 +156,33 @@ func validateID(id string) error {
 	}
 	return nil
 }
+
+// KillAll sends SIGKILL to every running container under root (a
+// Runtime's root), reading only the state libcontainer keeps: it is how a
+// node fences itself, from a process other than the stead that started
+// the containers, and it leaves their records for that stead to reap.
+func KillAll(root string) (killed int, err error) {
+	entries, err := os.ReadDir(filepath.Join(root, "state"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, e := range entries {
+		lc, err := libcontainer.Load(filepath.Join(root, "state"), e.Name())
+		if err != nil {
+			continue // being created or removed
+		}
+		status, err := lc.Status()
+		if err != nil || status == libcontainer.Stopped {
+			continue
+		}
+		if err := lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			errs = append(errs, fmt.Errorf("kill container %s: %w", e.Name(), err))
+			continue
+		}
+		killed++
+	}
+	return killed, errors.Join(errs...)
+}

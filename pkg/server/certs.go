@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/steadhq/stead/pkg/fsutil"
 	"github.com/steadhq/stead/pkg/pki"
 )
 
@@ -29,14 +30,17 @@ type credentials struct {
 	ca          *pki.CA
 	servingCert string
 	servingKey  string
-	etcdCert    string // etcd's serving and peer certificate
-	etcdKey     string
-	etcdClient  string // the API server's client certificate for etcd
-	etcdClientK string
-	kubeletCert string
-	kubeletKey  string
-	saKey       string
-	saPub       string
+	// servingChain is servingCert followed by the CA: agents joining with
+	// a token learn the CA from it (pkg/join).
+	servingChain string
+	etcdCert     string // etcd's serving and peer certificate
+	etcdKey      string
+	etcdClient   string // the API server's client certificate for etcd
+	etcdClientK  string
+	kubeletCert  string
+	kubeletKey   string
+	saKey        string
+	saPub        string
 }
 
 // ensureCredentials makes or reuses the cluster's PKI under dir.
@@ -86,6 +90,14 @@ func ensureCredentials(dir string, cfg *Config) (*credentials, error) {
 		if *s.cert, *s.key, err = ca.EnsureCert(dir, s.name, s.spec); err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", s.name, err)
 		}
+	}
+	leaf, err := os.ReadFile(c.servingCert)
+	if err != nil {
+		return nil, err
+	}
+	c.servingChain = filepath.Join(dir, "apiserver-chain.crt")
+	if err := fsutil.WriteFile(c.servingChain, append(leaf, ca.CertPEM()...), 0o644); err != nil {
+		return nil, err
 	}
 	c.saKey, c.saPub = filepath.Join(dir, "service-account.key"), filepath.Join(dir, "service-account.pub")
 	if err := pki.EnsureKey(c.saKey, c.saPub); err != nil {

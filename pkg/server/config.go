@@ -85,6 +85,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// AgentTokenPath is where the join token for `stead agent` is written.
+func (c *Config) AgentTokenPath() string { return filepath.Join(c.DataDir, "agent-token") }
+
 // URL is where clients reach the API server.
 func (c *Config) URL() string {
 	host := c.BindAddress
@@ -101,10 +104,14 @@ func (c *Config) apiServiceIP() net.IP {
 	return net.IP(p.Masked().Addr().Next().AsSlice())
 }
 
-// ClusterDNSIP is the tenth address of the service range, by the same
-// convention as kubeadm and k3s (10.43.0.10 by default).
-func (c *Config) ClusterDNSIP() net.IP {
-	a := netip.MustParsePrefix(c.ServiceCIDR).Masked().Addr()
+// ClusterDNSIP is the cluster DNS address of this server's service range.
+func (c *Config) ClusterDNSIP() net.IP { return ClusterDNSIP(netip.MustParsePrefix(c.ServiceCIDR)) }
+
+// ClusterDNSIP is the tenth address of a service range, by the same
+// convention as kubeadm and k3s (10.43.0.10 by default): where pods' resolv.conf
+// points, on every node.
+func ClusterDNSIP(serviceCIDR netip.Prefix) net.IP {
+	a := serviceCIDR.Masked().Addr()
 	for range 10 {
 		a = a.Next()
 	}

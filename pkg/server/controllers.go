@@ -2,10 +2,16 @@ package server
 
 import (
 	"context"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/steadhq/stead/pkg/failover"
+	"github.com/steadhq/stead/pkg/join"
 	"github.com/steadhq/stead/pkg/statefulset"
 )
 
@@ -13,20 +19,34 @@ import (
 // --concurrent-statefulset-syncs.
 const statefulSetWorkers = 5
 
+// statefulSetResync is how often every StatefulSet is synced even when
+// nothing about it changed. Upstream relies on events alone (its informers
+// resync every 12 to 24 hours), so a sync that failed on a stale cache
+// (the StaleControllerConsistency check) and was put back with an
+// exponential back-off can leave a rollout idle for minutes once the events
+// stop. A sync of a settled set is reads from the cache and no writes.
+const statefulSetResync = 30 * time.Second
+
 // runSteadControllers runs stead's own control-plane controllers, in place
 // of the upstream ones disabledControllers turns off, under stead's
 // controller identity.
 func (s *Server) runSteadControllers(ctx context.Context) error {
-	if s.cfg.StatefulSetController == "none" {
-		// Returning early would count as the component failing.
-		<-ctx.Done()
-		return nil
-	}
 	client, err := kubernetes.NewForConfig(s.ControllerConfig())
 	if err != nil {
 		return err
 	}
-	factory := informers.NewSharedInformerFactory(client, 0)
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithCustomResyncConfig(map[metav1.Object]time.Duration{&appsv1.StatefulSet{}: statefulSetResync}))
+	runDNSEndpoints(ctx, client, factory)
+	approver := join.NewServingApprover(client, factory)
+	go approver.Run(ctx)
+	go failover.New(client, factory).Run(ctx)
+	if s.cfg.StatefulSetController == "none" {
+		factory.Start(ctx.Done())
+		// Returning early would count as the component failing.
+		<-ctx.Done()
+		return nil
+	}
 	sets := statefulset.NewStatefulSetController(ctx,
 		factory.Core().V1().Pods(),
 		factory.Apps().V1().StatefulSets(),

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/steadhq/stead/pkg/datadir"
+	"github.com/steadhq/stead/pkg/join"
 	"github.com/steadhq/stead/pkg/pki"
 	"github.com/steadhq/stead/pkg/storage"
 )
@@ -45,7 +46,11 @@ type Server struct {
 	// AdminClient talks to the API server as the cluster administrator.
 	AdminClient      kubernetes.Interface
 	controllerConfig *rest.Config
+	joinToken        join.Token
 }
+
+// JoinToken is what `stead agent --token` takes to join this cluster.
+func (s *Server) JoinToken() join.Token { return s.joinToken }
 
 // ControllerConfig is the client configuration of stead's own controllers:
 // their identity and rights, not the administrator's.
@@ -141,6 +146,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := ensureRBAC(ctx, s.AdminClient); err != nil {
 		return nil, err
 	}
+	// kube-system appears a moment after /readyz: retry until then.
+	var lastErr error
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if lastErr = ensureDNSService(ctx, s.AdminClient, cfg.ClusterDNSIP().String()); lastErr != nil {
+			return false, nil
+		}
+		s.joinToken, lastErr = join.EnsureToken(ctx, s.AdminClient, cfg.AgentTokenPath(), ca.Cert.Raw)
+		return lastErr == nil, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kube-system objects: %w (last error: %v)", err, lastErr)
+	}
 	if err := storage.EnsureClass(ctx, s.AdminClient); err != nil {
 		return nil, err
 	}
@@ -198,10 +215,11 @@ func (s *Server) apiServerArgs(etcdServers []string, etcdCA, etcdCert, etcdKey s
 		"--etcd-servers=" + strings.Join(etcdServers, ","),
 		"--bind-address=" + c.BindAddress,
 		"--secure-port=" + strconv.Itoa(c.HTTPSPort),
-		"--tls-cert-file=" + cr.servingCert,
+		"--tls-cert-file=" + cr.servingChain,
 		"--tls-private-key-file=" + cr.servingKey,
 		"--client-ca-file=" + cr.ca.CertFile,
 		"--anonymous-auth=false",
+		"--enable-bootstrap-token-auth=true",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",

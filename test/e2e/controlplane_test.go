@@ -280,7 +280,11 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"up", "--data-dir", file}, "not a directory"},
 		{[]string{"up", "--data-dir", t.TempDir(), "--https-port", "70000"}, "--https-port"},
 		{[]string{"up", "--data-dir", t.TempDir(), "--bind-address", "nowhere"}, "--bind-address"},
-		{[]string{"agent"}, "not built yet"},
+		{[]string{"agent"}, "--server is required"},
+		{[]string{"agent", "--server", "http://127.0.0.1:1", "--token", "x"}, "--server \"http://127.0.0.1:1\": want https://host:port"},
+		{[]string{"agent", "--server", "https://127.0.0.1:1"}, "--token is required"},
+		{[]string{"agent", "--server", "https://127.0.0.1:1", "--token", "abcdef.0123456789abcdef"}, "--token: not a stead join token"},
+		{[]string{"agent", "--server", "https://127.0.0.1:1", "--token", "K10" + strings.Repeat("0", 64) + "::abcdef.0123456789abcdef", "--node-ip", "nowhere"}, "--node-ip \"nowhere\""},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := exec.Command(steadBin, tc.args...)

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,12 +41,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// cluster is one `stead up` process on its own data dir and port.
+// cluster is one `stead up` process on its own data dir and port (or,
+// with command, a `stead server` or `stead agent`).
 type cluster struct {
 	t       testing.TB
 	dataDir string
 	port    int
 	extra   []string
+	// command is the stead command, "up" when empty; netns, when set, is
+	// the network namespace it runs in (`ip netns exec`).
+	command string
+	netns   string
 	cmd     *exec.Cmd
 	stderr  *syncBuffer
 	exited  chan struct{}
@@ -113,6 +120,12 @@ func nodeFlags(t testing.TB) []string {
 // cleanupNode removes what the cluster's node leaves running by design
 // once stead stops (its containers), and its bridge and Service rules.
 func (c *cluster) cleanupNode() {
+	// An agent's fence keeper outlives it by design (pkg/agent/fence.go).
+	if data, err := os.ReadFile(filepath.Join(c.dataDir, "run", "fence-keeper.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 	states, _ := filepath.Glob(filepath.Join(c.dataDir, "run", "state", "*", "state.json"))
 	for _, path := range states {
 		data, err := os.ReadFile(path)
@@ -156,8 +169,17 @@ func (c *cluster) start() {
 }
 
 func (c *cluster) startNoWait() error {
-	args := append([]string{"up", "--data-dir", c.dataDir, "--https-port", fmt.Sprint(c.port)}, c.extra...)
+	var args []string
+	switch c.command {
+	case "", "up", "server":
+		args = append([]string{cmp.Or(c.command, "up"), "--data-dir", c.dataDir, "--https-port", fmt.Sprint(c.port)}, c.extra...)
+	default:
+		args = append([]string{c.command, "--data-dir", c.dataDir}, c.extra...)
+	}
 	c.cmd = exec.Command(steadBin, args...)
+	if c.netns != "" {
+		c.cmd = exec.Command("nsenter", netnsArgs(c.netns, args...)...)
+	}
 	c.stderr = &syncBuffer{}
 	c.cmd.Stdout = c.stderr
 	c.cmd.Stderr = c.stderr
@@ -167,6 +189,14 @@ func (c *cluster) startNoWait() error {
 	}
 	go func() { c.waitErr = c.cmd.Wait(); close(c.exited) }()
 	return nil
+}
+
+// netnsArgs are nsenter's arguments to run stead in a network namespace
+// and in every other respect on this machine: unlike `ip netns exec`, it
+// keeps the host's /sys, where the cgroup hierarchies are mounted. nsenter
+// execs stead, so the process is stead's own.
+func netnsArgs(netns string, args ...string) []string {
+	return append([]string{"--net=/run/netns/" + netns, "--", steadBin}, args...)
 }
 
 func (c *cluster) waitUp(timeout time.Duration) error {

@@ -1,0 +1,135 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+)
+
+// routeProtocol marks the routes stead owns (rtm_protocol), so that it
+// removes its own stale routes and never touches anyone else's.
+const routeProtocol netlink.RouteProtocol = 115
+
+// NodeRoute says that pods of CIDR are reached through Via, a node's
+// address on the network the nodes share.
+type NodeRoute struct {
+	CIDR netip.Prefix
+	Via  netip.Addr
+}
+
+// WantedRoutes is a route to every other node's podCIDR through its
+// InternalIP: nodes on one link route to each other's pods directly, as
+// flannel's host-gw does, with no encapsulation and no masquerade.
+func WantedRoutes(self string, nodes []*corev1.Node) []NodeRoute {
+	var routes []NodeRoute
+	for _, n := range nodes {
+		if n.Name == self {
+			continue
+		}
+		cidr, err := netip.ParsePrefix(n.Spec.PodCIDR)
+		if err != nil || !cidr.Addr().Is4() {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			if via, err := netip.ParseAddr(a.Address); err == nil && via.Is4() && !via.IsLoopback() {
+				routes = append(routes, NodeRoute{CIDR: cidr.Masked(), Via: via})
+				break
+			}
+		}
+	}
+	return routes
+}
+
+// RunRoutes keeps this node's routes to other nodes' pods in line with the
+// Nodes in factory (start it after), until ctx ends. The routes stay when
+// it stops: pods outlive the agent.
+func RunRoutes(ctx context.Context, self string, factory informers.SharedInformerFactory) {
+	nodes := factory.Core().V1().Nodes()
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	_, _ = nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke,
+	})
+	lister := nodes.Lister()
+	go func() {
+		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
+			return
+		}
+		retry := time.NewTimer(time.Hour)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-retry.C:
+			}
+			if err := syncRoutes(self, lister); err != nil {
+				klog.ErrorS(err, "routes to other nodes' pods")
+				retry.Reset(5 * time.Second)
+			}
+		}
+	}()
+}
+
+func syncRoutes(self string, lister corelisters.NodeLister) error {
+	all, err := lister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	return ApplyRoutes(WantedRoutes(self, all))
+}
+
+// ApplyRoutes makes stead's routes exactly want: each added or replaced,
+// and stead's routes not in want removed.
+func ApplyRoutes(want []NodeRoute) error {
+	have, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol, Table: 254}, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	wanted := map[netip.Prefix]bool{}
+	var errs []error
+	for _, r := range want {
+		wanted[r.CIDR] = true
+		route := &netlink.Route{
+			Dst:      ipNet(r.CIDR.Addr(), r.CIDR.Bits()),
+			Gw:       net.IP(r.Via.AsSlice()),
+			Protocol: routeProtocol,
+		}
+		if err := netlink.RouteReplace(route); err != nil {
+			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.CIDR, r.Via, err))
+		}
+	}
+	for _, r := range have {
+		if r.Dst == nil {
+			continue
+		}
+		dst, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		ones, _ := r.Dst.Mask.Size()
+		if ok && wanted[netip.PrefixFrom(dst, ones)] {
+			continue
+		}
+		if err := netlink.RouteDel(&r); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale route %s: %w", r.Dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}

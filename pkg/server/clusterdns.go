@@ -1,0 +1,169 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+)
+
+// Every node serves the cluster DNS on its pod bridge's address, the first
+// of its podCIDR; the Service kube-system/kube-dns, at the address that
+// pods' resolv.conf names, reaches them through one EndpointSlice that
+// lists each node's server, ready while the node is.
+const (
+	dnsServiceName = "kube-dns"
+	dnsSliceName   = "kube-dns-stead"
+)
+
+var dnsPorts = []discoveryv1.EndpointPort{
+	{Name: ptr.To("dns"), Port: ptr.To[int32](53), Protocol: ptr.To(corev1.ProtocolUDP)},
+	{Name: ptr.To("dns-tcp"), Port: ptr.To[int32](53), Protocol: ptr.To(corev1.ProtocolTCP)},
+}
+
+// ensureDNSService publishes kube-system/kube-dns at the cluster DNS address.
+func ensureDNSService(ctx context.Context, client kubernetes.Interface, clusterIP string) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: dnsServiceName, Namespace: metav1.NamespaceSystem, Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
+		Spec: corev1.ServiceSpec{ClusterIP: clusterIP, Ports: []corev1.ServicePort{
+			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
+		}},
+	}
+	// Get before Create: creating a Service whose cluster IP is taken, even
+	// by this very Service, fails as Invalid rather than AlreadyExists.
+	services := client.CoreV1().Services(metav1.NamespaceSystem)
+	existing, err := services.Get(ctx, svc.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		if _, err := services.Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("kube-dns service: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("kube-dns service: %w", err)
+	case existing.Spec.ClusterIP != clusterIP:
+		return fmt.Errorf("kube-dns service has cluster IP %s, but pods are told the cluster DNS is %s: delete the service or start stead with the service CIDR it was made with", existing.Spec.ClusterIP, clusterIP)
+	}
+	return nil
+}
+
+// dnsEndpoints is the kube-dns endpoint of each node that has a podCIDR,
+// in name order so that an unchanged cluster writes nothing.
+func dnsEndpoints(nodes []*corev1.Node) []discoveryv1.Endpoint {
+	var eps []discoveryv1.Endpoint
+	for _, n := range nodes {
+		cidr, err := netip.ParsePrefix(n.Spec.PodCIDR)
+		if err != nil || !cidr.Addr().Is4() {
+			continue
+		}
+		ready := false
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				ready = c.Status == corev1.ConditionTrue
+			}
+		}
+		eps = append(eps, discoveryv1.Endpoint{
+			Addresses:  []string{cidr.Masked().Addr().Next().String()},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)},
+			NodeName:   ptr.To(n.Name),
+		})
+	}
+	slices.SortFunc(eps, func(a, b discoveryv1.Endpoint) int {
+		if *a.NodeName < *b.NodeName {
+			return -1
+		}
+		return 1
+	})
+	return eps
+}
+
+// runDNSEndpoints keeps the kube-dns EndpointSlice in line with the nodes.
+func runDNSEndpoints(ctx context.Context, client kubernetes.Interface, factory informers.SharedInformerFactory) {
+	nodes := factory.Core().V1().Nodes()
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	_, _ = nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke,
+	})
+	lister := nodes.Lister()
+	go func() {
+		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
+			return
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 8, Cap: 10 * time.Second},
+				func(ctx context.Context) (bool, error) {
+					err := syncDNSSlice(ctx, client, lister)
+					if err != nil {
+						klog.V(2).InfoS("kube-dns endpoints", "err", err)
+					}
+					return err == nil, nil
+				})
+			if err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "kube-dns endpoints not written")
+				poke(nil)
+			}
+		}
+	}()
+}
+
+func syncDNSSlice(ctx context.Context, client kubernetes.Interface, lister corelisters.NodeLister) error {
+	all, err := lister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(all, func(a, b *corev1.Node) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		return 1
+	})
+	want := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: dnsSliceName, Namespace: metav1.NamespaceSystem, Labels: map[string]string{
+			discoveryv1.LabelServiceName: dnsServiceName, discoveryv1.LabelManagedBy: "stead",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   dnsEndpoints(all),
+		Ports:       dnsPorts,
+	}
+	slicesAPI := client.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem)
+	old, err := slicesAPI.Get(ctx, dnsSliceName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = slicesAPI.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	} else if err != nil {
+		return err
+	}
+	if reflect.DeepEqual(old.Endpoints, want.Endpoints) && reflect.DeepEqual(old.Ports, want.Ports) {
+		return nil
+	}
+	old.Endpoints, old.Ports = want.Endpoints, want.Ports
+	_, err = slicesAPI.Update(ctx, old, metav1.UpdateOptions{})
+	return err
+}
