@@ -39,6 +39,7 @@ bench: build testimages
 	$(GO) run ./bench/dns -stead $(CURDIR)/$(BIN)
 	$(GO) run ./bench/statefulset -stead $(CURDIR)/$(BIN)
 	$(GO) run ./bench/seed -stead $(CURDIR)/$(BIN) -images $(CURDIR)/$(TESTIMAGES)
+	$(GO) run ./bench/seed -agent -pods 100 -runs 1 -stead $(CURDIR)/$(BIN) -images $(CURDIR)/$(TESTIMAGES)
 
 clean:
 	rm -rf bin

@@ -28,6 +28,11 @@
 //   - stead's VmRSS with 0 pods (up, images imported, -settle later) and
 //     with the -pods pods running.
 //
+// With -agent, the cluster is a `stead server` and a `stead agent` that
+// joins it on this machine (loopback), and the memory measured is the
+// agent's alone: the node without the control plane; its fence keeper's
+// is printed beside it.
+//
 // At the end (and on failure or interrupt) stead gets SIGTERM, then the
 // containers it leaves running by design are killed, the mounts under the
 // data dir unmounted, the bridge and its nft table deleted, and the data dir
@@ -69,13 +74,14 @@ import (
 var seedManifest string
 
 var (
-	steadBin = flag.String("stead", "bin/stead", "the stead binary")
-	images   = flag.String("images", "bin/testimages", "directory with busybox.tar and nginx.tar (go run ./hack/testimages -out DIR)")
-	runs     = flag.Int("runs", 3, "times the seed set is applied, each in a fresh namespace")
-	nPods    = flag.Int("pods", 20, "busybox pods created at once")
-	timeout  = flag.Duration("timeout", 5*time.Minute, "give up on a step after this long")
-	settle   = flag.Duration("settle", 10*time.Second, "wait after start-up (and before reading RSS) for its work to die down")
-	manifest = flag.String("manifest", "docs/examples/web.yaml", "the seed's StatefulSet, as the tutorial and the e2e test apply it")
+	steadBin  = flag.String("stead", "bin/stead", "the stead binary")
+	images    = flag.String("images", "bin/testimages", "directory with busybox.tar and nginx.tar (go run ./hack/testimages -out DIR)")
+	runs      = flag.Int("runs", 3, "times the seed set is applied, each in a fresh namespace")
+	nPods     = flag.Int("pods", 20, "busybox pods created at once")
+	timeout   = flag.Duration("timeout", 5*time.Minute, "give up on a step after this long")
+	settle    = flag.Duration("settle", 10*time.Second, "wait after start-up (and before reading RSS) for its work to die down")
+	manifest  = flag.String("manifest", "docs/examples/web.yaml", "the seed's StatefulSet, as the tutorial and the e2e test apply it")
+	agentMode = flag.Bool("agent", false, "run `stead server` and a `stead agent` joining it, and measure the agent alone, instead of `stead up`")
 )
 
 func main() {
@@ -183,11 +189,23 @@ func run(ctx context.Context) (err error) {
 		{"App processes per pod (in the container's cgroup), min–max", fmt.Sprintf("%d–%d", slices.Min(app), slices.Max(app)), "1 (sleep)"},
 		{"Processes per pod beyond the app's own (pod cgroup outside containers + naming the pod + stead's extra children / pods)",
 			fmt.Sprintf("%g (%d + %d + %d/%d)", float64(extra)/float64(*nPods), sum(pause), sum(refs), growth, *nPods), "0"},
-		{"stead VmRSS, 0 pods", mb(rss0), "reference"},
-		{fmt.Sprintf("stead VmRSS, %d pods running", *nPods), mb(rss20), "reference"},
+		{c.what() + " VmRSS, 0 pods", mb(rss0), "reference"},
+		{fmt.Sprintf("%s VmRSS, %d pods running", c.what(), *nPods), mb(rss20), "reference"},
 	}
-	fmt.Printf("Seed StatefulSet and pod start on one fresh `stead up` (%s, %d cores, load average %s when the pods were created), %s\n\n",
-		hostKernel(), goruntime.NumCPU(), ps.load, time.Now().Format("2006-01-02"))
+	if *agentMode {
+		keeper, err := c.keeperRSS()
+		if err != nil {
+			return err
+		}
+		anon, err := procStatus(c.pid(), "RssAnon")
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{fmt.Sprintf("stead agent RssAnon (its own memory, without the binary's file pages), %d pods running", *nPods), mb(anon), ""})
+		rows = append(rows, row{"the node's fence keeper, one process per node: RssAnon (its file pages are the binary's, shared with the agent)", mb(keeper), ""})
+	}
+	fmt.Printf("Seed StatefulSet and pod start on one fresh %s (%s, %d cores, load average %s when the pods were created), %s\n\n",
+		c.setup(), hostKernel(), goruntime.NumCPU(), ps.load, time.Now().Format("2006-01-02"))
 	fmt.Printf("| metric | value | target / reference |\n|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Printf("| %s | %s | %s |\n", r.metric, r.value, r.target)
@@ -195,14 +213,16 @@ func run(ctx context.Context) (err error) {
 	return nil
 }
 
-// cluster is one `stead up` on its own data dir.
+// cluster is one `stead up` on its own data dir, or with -agent a `stead
+// server` (data dir <dir>/server) and a `stead agent` (data dir <dir>).
 type cluster struct {
 	bin, dir, bridge string
 	port, kubelet    int
-	cmd              *exec.Cmd
+	cmd              *exec.Cmd // stead up, or the agent
 	log              *os.File
 	done             chan struct{}
-	waitErr          error
+	server           *exec.Cmd
+	serverDone       chan struct{}
 	cs               *kubernetes.Clientset
 	uids             map[string]bool // every pod this bench made, for its cgroups
 }
@@ -224,38 +244,96 @@ func newCluster(bin string) (*cluster, error) {
 
 func (c *cluster) pid() int { return c.cmd.Process.Pid }
 
+// controlPlaneDir is the data dir with the admin kubeconfig.
+func (c *cluster) controlPlaneDir() string {
+	if *agentMode {
+		return filepath.Join(c.dir, "server")
+	}
+	return c.dir
+}
+
+// what names the process whose memory is measured.
+func (c *cluster) what() string {
+	if *agentMode {
+		return "stead agent"
+	}
+	return "stead"
+}
+
+func (c *cluster) setup() string {
+	if *agentMode {
+		return "`stead agent` joined to a `stead server` on this machine"
+	}
+	return "`stead up`"
+}
+
+// keeperRSS is the fence keeper's own memory: RssAnon, since its file
+// pages are the stead binary's, shared with the agent.
+func (c *cluster) keeperRSS() (int64, error) {
+	data, err := os.ReadFile(filepath.Join(c.dir, "run", "fence-keeper.pid"))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0, err
+	}
+	return procStatus(pid, "RssAnon")
+}
+
+// launch starts one stead command logging to log, and waits for it to say
+// it is up.
+func launch(ctx context.Context, bin string, log *os.File, args ...string) (*exec.Cmd, chan struct{}, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	deadline := time.After(2 * time.Minute)
+	for {
+		out, _ := os.ReadFile(log.Name())
+		if bytes.Contains(out, []byte("stead: up in ")) {
+			return cmd, done, nil
+		}
+		select {
+		case <-done:
+			return cmd, done, fmt.Errorf("stead %s exited (%v):\n%s", args[0], waitErr, out)
+		case <-deadline:
+			return cmd, done, fmt.Errorf("stead %s not up after 2 minutes:\n%s", args[0], out)
+		case <-ctx.Done():
+			return cmd, done, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func (c *cluster) start(ctx context.Context) error {
 	var err error
 	if c.log, err = os.Create(filepath.Join(c.dir, "bench-up.log")); err != nil {
 		return err
 	}
-	c.cmd = exec.Command(c.bin, "up", "--data-dir", c.dir, "--https-port", strconv.Itoa(c.port),
-		"--node-bridge", c.bridge, "--cluster-cidr", "10.77.0.0/16", "--service-cidr", "10.78.0.0/16",
-		"--kubelet-port", strconv.Itoa(c.kubelet))
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	if err := c.cmd.Start(); err != nil {
-		c.cmd = nil
+	ranges := []string{"--cluster-cidr", "10.77.0.0/16", "--service-cidr", "10.78.0.0/16"}
+	node := append([]string{"--node-bridge", c.bridge, "--kubelet-port", strconv.Itoa(c.kubelet)}, ranges...)
+	kubeconfig := filepath.Join(c.controlPlaneDir(), "kubeconfig")
+	if *agentMode {
+		serverDir := c.controlPlaneDir()
+		c.server, c.serverDone, err = launch(ctx, c.bin, c.log, append([]string{"server", "--data-dir", serverDir, "--https-port", strconv.Itoa(c.port)}, ranges...)...)
+		if err != nil {
+			return err
+		}
+		c.cmd, c.done, err = launch(ctx, c.bin, c.log, append([]string{"agent", "--data-dir", c.dir,
+			"--server", "https://127.0.0.1:" + strconv.Itoa(c.port), "--token-file", filepath.Join(serverDir, "agent-token"),
+			"--node-name", fmt.Sprintf("bench-%d", os.Getpid()), "--node-ip", "127.0.0.1"}, node...)...)
+	} else {
+		c.cmd, c.done, err = launch(ctx, c.bin, c.log, append([]string{"up", "--data-dir", c.dir, "--https-port", strconv.Itoa(c.port)}, node...)...)
+	}
+	if err != nil {
 		return err
 	}
-	c.done = make(chan struct{})
-	go func() { c.waitErr = c.cmd.Wait(); close(c.done) }()
-	deadline := time.After(2 * time.Minute)
-	for {
-		log, _ := os.ReadFile(c.log.Name())
-		if bytes.Contains(log, []byte("stead: up in ")) {
-			break
-		}
-		select {
-		case <-c.done:
-			return fmt.Errorf("stead up exited (%v):\n%s", c.waitErr, log)
-		case <-deadline:
-			return fmt.Errorf("stead up not up after 2 minutes:\n%s", log)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(c.dir, "kubeconfig"))
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -306,7 +384,7 @@ func (c *cluster) deleteNamespace(ctx context.Context, ns string) error {
 
 func (c *cluster) kubectl(ctx context.Context, stdin string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, c.bin, append([]string{"kubectl"}, args...)...)
-	cmd.Env = append(os.Environ(), "STEAD_DATA_DIR="+c.dir, "KUBECONFIG=")
+	cmd.Env = append(os.Environ(), "STEAD_DATA_DIR="+c.controlPlaneDir(), "KUBECONFIG=")
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -545,18 +623,21 @@ func status(pid int) (ppid int, name string) {
 }
 
 // rss is VmRSS of pid, in bytes.
-func rss(pid int) (int64, error) {
+func rss(pid int) (int64, error) { return procStatus(pid, "VmRSS") }
+
+// procStatus is one memory field of /proc/<pid>/status, in bytes.
+func procStatus(pid int, field string) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, errors.New("no " + field)
 }
 
 // cleanup stops stead with SIGTERM and removes what its node leaves
@@ -564,14 +645,26 @@ func rss(pid int) (int64, error) {
 // the claims' loop devices, which clear themselves), the bridge and its nft
 // table, the pods' cgroups and the data dir.
 func (c *cluster) cleanup() {
-	if c.cmd != nil {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	for _, p := range []struct {
+		cmd  *exec.Cmd
+		done chan struct{}
+	}{{c.cmd, c.done}, {c.server, c.serverDone}} {
+		if p.cmd == nil || p.cmd.Process == nil {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-c.done:
+		case <-p.done:
 		case <-time.After(time.Minute):
 			logf("stead did not exit within a minute of SIGTERM; killing it")
-			_ = c.cmd.Process.Kill()
-			<-c.done
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	// An agent's fence keeper outlives it by design.
+	if data, err := os.ReadFile(filepath.Join(c.dir, "run", "fence-keeper.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	if c.log != nil {

@@ -35,6 +35,9 @@ func newFenceKeeperCommand(dataDir *string) *cobra.Command {
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			heartbeat, lockPath, pidPath := fenceKeeperFiles(*dataDir)
+			if err := os.MkdirAll(filepath.Join(*dataDir, "logs"), 0o700); err != nil {
+				return err
+			}
 			lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
 			if err != nil {
 				return err

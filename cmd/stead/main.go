@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,8 +16,11 @@ func main() {
 	// `stead kubectl …` hands the whole command line to the stock kubectl
 	// before cobra sees it, so that every kubectl flag and plugin works
 	// exactly as with a separate kubectl binary.
-	if len(os.Args) > 1 && os.Args[1] == "kubectl" {
-		os.Exit(runKubectl(os.Args[1:]))
+	if dataDir, args, ok := kubectlArgs(os.Args[1:]); ok {
+		if dataDir != "" {
+			os.Setenv("STEAD_DATA_DIR", dataDir)
+		}
+		os.Exit(runKubectl(args))
 	}
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "stead: "+err.Error())
@@ -46,7 +50,8 @@ a StatefulSet engine where every replica keeps its name, address and disk.`,
 			Short:              "Run the stock kubectl against this cluster (KUBECONFIG defaults to <data-dir>/kubeconfig)",
 			DisableFlagParsing: true,
 			RunE: func(_ *cobra.Command, args []string) error {
-				// Reached only when flags precede "kubectl" (stead --data-dir D kubectl …).
+				// main hands `stead [--data-dir D] kubectl …` to kubectl before
+				// cobra runs; this is for any other way cobra may route here.
 				os.Setenv("STEAD_DATA_DIR", dataDir)
 				if code := runKubectl(append([]string{"kubectl"}, args...)); code != 0 {
 					os.Exit(code)
@@ -58,6 +63,26 @@ a StatefulSet engine where every replica keeps its name, address and disk.`,
 		newVersionCommand(),
 	)
 	return root
+}
+
+// kubectlArgs recognises `stead [--data-dir D] kubectl ARGS…`, the form
+// `stead up` prints, and returns the data dir and kubectl's command line
+// ("kubectl" ARGS…).
+func kubectlArgs(args []string) (dataDir string, kubectl []string, ok bool) {
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "kubectl":
+			return dataDir, args[i:], true
+		case a == "--data-dir" && i+1 < len(args):
+			dataDir = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--data-dir="):
+			dataDir = strings.TrimPrefix(a, "--data-dir=")
+		default:
+			return "", nil, false
+		}
+	}
+	return "", nil, false
 }
 
 func defaultDataDir() string {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	volumeutil "k8s.io/kubernetes/pkg/volume/util"
 
 	"github.com/steadhq/stead/pkg/image"
 	"github.com/steadhq/stead/pkg/network"
@@ -39,9 +41,10 @@ type NodeRuntime struct {
 	ClusterDomain string
 	Allocatable   corev1.ResourceList
 
-	mu     sync.Mutex
-	byID   map[string]*runtime.Container
-	images map[string]string // container id → image ID
+	mu        sync.Mutex
+	byID      map[string]*runtime.Container
+	images    map[string]string // container id → image ID
+	refreshed map[types.UID]time.Time
 }
 
 func (n *NodeRuntime) podDir(pod *corev1.Pod) string {
@@ -66,6 +69,9 @@ func (n *NodeRuntime) EnsureSandbox(_ context.Context, pod *corev1.Pod) (string,
 
 // RemoveSandbox is part of ContainerRuntime.
 func (n *NodeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
+	n.mu.Lock()
+	delete(n.refreshed, pod.UID)
+	n.mu.Unlock()
 	if err := n.Network.Detach(string(pod.UID)); err != nil {
 		return err
 	}
@@ -238,7 +244,7 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 
 func (n *NodeRuntime) initMaps() {
 	if n.byID == nil {
-		n.byID, n.images = map[string]*runtime.Container{}, map[string]string{}
+		n.byID, n.images, n.refreshed = map[string]*runtime.Container{}, map[string]string{}, map[types.UID]time.Time{}
 	}
 }
 
@@ -330,14 +336,38 @@ func (n *NodeRuntime) volumeMounts(ctx context.Context, pod *corev1.Pod, c *core
 			return nil, fmt.Errorf("volume %s: %w", vol.Name, err)
 		}
 		if vm.SubPath != "" {
-			source = filepath.Join(source, filepath.Clean("/"+vm.SubPath))
-			if err := os.MkdirAll(source, 0o777); err != nil {
-				return nil, err
+			if source, err = subPathSource(source, vm.SubPath); err != nil {
+				return nil, fmt.Errorf("volumeMount %s subPath %q: %w", vm.Name, vm.SubPath, err)
 			}
 		}
 		mounts = append(mounts, runtime.Mount{Source: source, Destination: vm.MountPath, ReadOnly: vm.ReadOnly})
 	}
 	return mounts, nil
+}
+
+// subPathSource is what a subPath mount binds: the path inside the volume,
+// made a directory if it does not exist, and with its links resolved (a
+// configMap's files are links into its current version) but never to
+// anywhere outside the volume.
+func subPathSource(volume, subPath string) (string, error) {
+	source := filepath.Join(volume, filepath.Clean("/"+subPath))
+	if _, err := os.Lstat(source); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(source, 0o777); err != nil {
+			return "", err
+		}
+	}
+	resolved, err := filepath.EvalSymlinks(source)
+	if err != nil {
+		return "", err
+	}
+	root, err := filepath.EvalSymlinks(volume)
+	if err != nil {
+		return "", err
+	}
+	if resolved != root && !strings.HasPrefix(resolved, root+string(filepath.Separator)) {
+		return "", errors.New("leads outside the volume")
+	}
+	return resolved, nil
 }
 
 func (n *NodeRuntime) volumePath(ctx context.Context, pod *corev1.Pod, vol *corev1.Volume) (string, error) {
@@ -554,29 +584,70 @@ func itemsOrAll[V any](items []corev1.KeyToPath, data map[string]V) []corev1.Key
 	return all
 }
 
+// writeProjected makes dir hold exactly these files, changed all at once
+// as the kubelet changes them (its atomic writer: the files are links into
+// a timestamped directory that one rename replaces), so that a reader never
+// sees half of an update. Writing what is already there changes nothing.
 func writeProjected(dir string, data map[string][]byte, items []corev1.KeyToPath) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	paths := map[string]string{}
+	payload := map[string]volumeutil.FileProjection{}
 	if len(items) == 0 {
-		for k := range data {
-			paths[k] = k
+		for k, v := range data {
+			payload[k] = volumeutil.FileProjection{Data: v, Mode: 0o644}
 		}
 	}
 	for _, it := range items {
-		paths[it.Key] = it.Path
-	}
-	for key, rel := range paths {
-		target := filepath.Join(dir, filepath.Clean("/"+rel))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
+		mode := int32(0o644)
+		if it.Mode != nil {
+			mode = *it.Mode
 		}
-		if err := os.WriteFile(target, data[key], 0o644); err != nil {
-			return err
+		payload[strings.TrimPrefix(filepath.Clean("/"+it.Path), "/")] = volumeutil.FileProjection{Data: data[it.Key], Mode: mode}
+	}
+	w, err := volumeutil.NewAtomicWriter(dir, "stead")
+	if err != nil {
+		return err
+	}
+	return w.Write(payload, nil)
+}
+
+// refreshInterval is how often a running pod's configMap, secret and
+// downward API volumes are brought up to date.
+const refreshInterval = 10 * time.Second
+
+// RefreshVolumes rewrites the pod's configMap, secret and downwardAPI
+// volumes (and projected ones without a service account token, which is
+// not renewed yet) from what the API holds now, at most once every
+// refreshInterval: a ConfigMap's change reaches the running containers
+// without a restart, as with the kubelet. Volumes mounted with subPath
+// keep the version they started with, as upstream.
+func (n *NodeRuntime) RefreshVolumes(ctx context.Context, pod *corev1.Pod) error {
+	n.mu.Lock()
+	n.initMaps()
+	if time.Since(n.refreshed[pod.UID]) < refreshInterval {
+		n.mu.Unlock()
+		return nil
+	}
+	n.refreshed[pod.UID] = time.Now()
+	n.mu.Unlock()
+	var errs []error
+	for i := range pod.Spec.Volumes {
+		vol := &pod.Spec.Volumes[i]
+		switch {
+		case vol.ConfigMap != nil, vol.Secret != nil, vol.DownwardAPI != nil:
+		case vol.Projected != nil && !slices.ContainsFunc(vol.Projected.Sources, func(s corev1.VolumeProjection) bool { return s.ServiceAccountToken != nil }):
+		default:
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(n.podDir(pod), "volumes", vol.Name)); err != nil {
+			continue // not set up: its first container has not started
+		}
+		if _, err := n.volumePath(ctx, pod, vol); err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: %w", vol.Name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (n *NodeRuntime) container(id string) (*runtime.Container, error) {

@@ -118,6 +118,12 @@ func NewPodManager(nodeName, hostIP string, client kubernetes.Interface, runtime
 	return m
 }
 
+// volumeRefresher is a runtime that keeps a running pod's configMap,
+// secret and downward API volumes up to date.
+type volumeRefresher interface {
+	RefreshVolumes(ctx context.Context, pod *corev1.Pod) error
+}
+
 // FenceWith makes the pod manager hold every container while fenced
 // reports true; call it before Run.
 func (m *PodManager) FenceWith(fenced func() bool) { m.fenced = fenced }
@@ -217,6 +223,11 @@ func (m *PodManager) sync(ctx context.Context, key string) (time.Duration, error
 	}
 	if err := m.updateStatus(ctx, pod, rec, err); err != nil {
 		return 0, err
+	}
+	if r, ok := m.runtime.(volumeRefresher); ok && initDone {
+		if err := r.RefreshVolumes(ctx, pod); err != nil {
+			klog.ErrorS(err, "refresh volumes", "pod", klog.KObj(pod))
+		}
 	}
 	if initFailed || m.allStoppedForGood(pod, rec) {
 		return 0, nil

@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
+
+	"github.com/steadhq/stead/pkg/internal/resync"
 )
 
 // routeProtocol marks the routes stead owns (rtm_protocol), so that it
@@ -59,35 +58,10 @@ func WantedRoutes(self string, nodes []*corev1.Node) []NodeRoute {
 // it stops: pods outlive the agent.
 func RunRoutes(ctx context.Context, self string, factory informers.SharedInformerFactory) {
 	nodes := factory.Core().V1().Nodes()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	_, _ = nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke,
-	})
 	lister := nodes.Lister()
-	go func() {
-		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
-			return
-		}
-		retry := time.NewTimer(time.Hour)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-			case <-retry.C:
-			}
-			if err := syncRoutes(self, lister); err != nil {
-				klog.ErrorS(err, "routes to other nodes' pods")
-				retry.Reset(5 * time.Second)
-			}
-		}
-	}()
+	resync.OnChange(ctx, nodes.Informer(), "routes to other nodes' pods", func(context.Context) error {
+		return syncRoutes(self, lister)
+	})
 }
 
 func syncRoutes(self string, lister corelisters.NodeLister) error {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -14,13 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+
+	"github.com/steadhq/stead/pkg/internal/resync"
 )
 
 // Every node serves the cluster DNS on its pod bridge's address, the first
@@ -96,41 +94,10 @@ func dnsEndpoints(nodes []*corev1.Node) []discoveryv1.Endpoint {
 // runDNSEndpoints keeps the kube-dns EndpointSlice in line with the nodes.
 func runDNSEndpoints(ctx context.Context, client kubernetes.Interface, factory informers.SharedInformerFactory) {
 	nodes := factory.Core().V1().Nodes()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	_, _ = nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke,
-	})
 	lister := nodes.Lister()
-	go func() {
-		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
-			return
-		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-			}
-			err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 8, Cap: 10 * time.Second},
-				func(ctx context.Context) (bool, error) {
-					err := syncDNSSlice(ctx, client, lister)
-					if err != nil {
-						klog.V(2).InfoS("kube-dns endpoints", "err", err)
-					}
-					return err == nil, nil
-				})
-			if err != nil && ctx.Err() == nil {
-				klog.ErrorS(err, "kube-dns endpoints not written")
-				poke(nil)
-			}
-		}
-	}()
+	resync.OnChange(ctx, nodes.Informer(), "kube-dns endpoints", func(ctx context.Context) error {
+		return syncDNSSlice(ctx, client, lister)
+	})
 }
 
 func syncDNSSlice(ctx context.Context, client kubernetes.Interface, lister corelisters.NodeLister) error {

@@ -341,7 +341,12 @@ func (l *LocalPath) expand(ctx context.Context, pvc *corev1.PersistentVolumeClai
 	want := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	have := pv.Spec.Capacity[corev1.ResourceStorage]
 	if want.Cmp(have) > 0 {
-		if err := l.grow(pv, want); err != nil {
+		if err := l.grow(pv, want); errors.Is(err, errInUse) {
+			// Said on the claim as upstream says it of volumes that grow
+			// offline, and retried: at the latest when the claim changes
+			// as its last pod goes (its Unused condition).
+			return errors.Join(err, l.resizePending(ctx, pvc, err))
+		} else if err != nil {
 			return err
 		}
 		pv = pv.DeepCopy()
@@ -363,6 +368,23 @@ func (l *LocalPath) expand(ctx context.Context, pvc *corev1.PersistentVolumeClai
 	pvc.Status.AllocatedResourceStatuses = nil
 	pvc.Status.Conditions = nil
 	_, err = l.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{})
+	return err
+}
+
+// resizePending sets the claim's FileSystemResizePending condition, once.
+func (l *LocalPath) resizePending(ctx context.Context, pvc *corev1.PersistentVolumeClaim, why error) error {
+	for _, c := range pvc.Status.Conditions {
+		if c.Type == corev1.PersistentVolumeClaimFileSystemResizePending && c.Status == corev1.ConditionTrue {
+			return nil
+		}
+	}
+	pvc = pvc.DeepCopy()
+	pvc.Status.Conditions = append(pvc.Status.Conditions, corev1.PersistentVolumeClaimCondition{
+		Type: corev1.PersistentVolumeClaimFileSystemResizePending, Status: corev1.ConditionTrue,
+		Reason: "VolumeInUse", LastTransitionTime: metav1.Now(),
+		Message: "Waiting for the claim's pods to be gone to finish the file system resize: " + why.Error(),
+	})
+	_, err := l.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{})
 	return err
 }
 

@@ -297,6 +297,9 @@ func resizeOnline(dir string, size int64) error {
 	return nil
 }
 
+// errInUse: a volume that can only grow unmounted is mounted by a pod.
+var errInUse = errors.New("in use by a pod; growing a mounted filesystem needs CAP_SYS_RESOURCE, which stead lacks here, so it grows once its pods are gone")
+
 // resizeOffline unmounts the filesystem at dir, checks it, grows it to its
 // loop device's size and mounts it again.
 func resizeOffline(dir, loop string) (err error) {
@@ -305,7 +308,7 @@ func resizeOffline(dir, loop string) (err error) {
 		return err
 	}
 	if mounts > 1 {
-		return fmt.Errorf("%s is in use (mounted %d times); growing a mounted filesystem needs CAP_SYS_RESOURCE, so it grows when its pods are gone", dir, mounts)
+		return fmt.Errorf("%s (mounted %d times): %w", dir, mounts, errInUse)
 	}
 	// Held open, the loop device outlives its unmount (autoclear).
 	hold, err := os.Open(loop)
