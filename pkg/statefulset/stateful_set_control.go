@@ -462,6 +462,10 @@ func (ssc *defaultStatefulSetControl) processReplica(ctx context.Context, set *a
 		}
 	}
 
+	// stead: claims grow with their template (claim_resize.go), whatever
+	// the pod's readiness: a pod that fails for a full disk must not wait.
+	ssc.podControl.GrowClaims(set, replicas[i])
+
 	// If we find a Pod that is currently terminating, we must wait until graceful deletion
 	// completes before we continue to make progress.
 	if isTerminating(replicas[i]) && monotonic {

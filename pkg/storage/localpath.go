@@ -30,6 +30,7 @@ import (
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 )
 
@@ -157,7 +158,12 @@ func (l *LocalPath) worker(ctx context.Context) {
 			return
 		}
 		if err := l.sync(ctx, key); err != nil {
-			utilruntime.HandleErrorWithContext(ctx, err, "local-path", "key", key)
+			if errors.Is(err, errInUse) {
+				// Expected, said on the claim: not an error to log each retry.
+				klog.V(2).InfoS("local-path: waiting for the volume's pods to go", "key", key, "err", err)
+			} else {
+				utilruntime.HandleErrorWithContext(ctx, err, "local-path", "key", key)
+			}
 			l.queue.AddRateLimited(key)
 		} else {
 			l.queue.Forget(key)

@@ -833,3 +833,84 @@ func TestStatefulSetConformanceHistoryUndoAndEvents(t *testing.T) {
 		}
 	}
 }
+
+// 8. stead: a set recreated around its pods with bigger volumeClaimTemplates
+// (the API server forbids changing them in place) grows its bound claims,
+// and the pods see the bigger filesystems (kubernetes#68737).
+func TestStatefulSetClaimsGrowWithTheirTemplate(t *testing.T) {
+	s := newConfNS(t, "conf-grow")
+	manifest := func(size string) string {
+		return fmt.Sprintf(`apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:1.28.4
+        imagePullPolicy: Never
+        command: [sleep, "3600"]
+        volumeMounts: [{name: www, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: %s}}
+`, size)
+	}
+	s.apply(manifest("32Mi"))
+	s.waitPods(120*time.Second, "two pods Running", exactly("True", "web-0", "web-1"))
+	sizeKiB := func(pod string) (int, error) {
+		out, err := s.c.kubectl("", "-n", s.ns, "exec", pod, "--", "sh", "-c", "df -k /data | tail -1 | awk '{print $2}'")
+		var n int
+		if _, scanErr := fmt.Sscan(out, &n); err != nil || scanErr != nil {
+			return 0, fmt.Errorf("df /data in %s: %v %q", pod, err, out)
+		}
+		return n, nil
+	}
+	before, err := sizeKiB("web-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := s.c.kubectl(manifest("64Mi"), "-n", s.ns, "apply", "-f", "-"); err == nil || !strings.Contains(out, "spec.volumeClaimTemplates") || !strings.Contains(out, "field is immutable") {
+		t.Errorf("changing volumeClaimTemplates in place: %v %s, want the API server's refusal", err, out)
+	}
+	s.k("delete", "statefulset", "web", "--cascade=orphan")
+	s.apply(manifest("64Mi"))
+	eventually(t, 60*time.Second, "both claims asking for 64Mi", func() error {
+		got := s.k("get", "pvc", "www-web-0", "www-web-1", "-o", `jsonpath={range .items[*]}{.spec.resources.requests.storage} {end}`)
+		if strings.TrimSpace(got) != "64Mi 64Mi" {
+			return fmt.Errorf("claims ask for %q", got)
+		}
+		return nil
+	})
+	if out := s.k("get", "events", "--field-selector", "involvedObject.kind=StatefulSet,reason=GrowingClaim", "-o", "jsonpath={.items[*].message}"); !strings.Contains(out, "Claim www-web-0 of Pod web-0 in StatefulSet web grows to 64Mi") {
+		t.Errorf("GrowingClaim events: %q", out)
+	}
+	if !hasCapability(t, capSysResource) {
+		// Volumes that grow only unmounted grow as their pods are replaced.
+		s.k("rollout", "restart", "statefulset", "web")
+	}
+	eventually(t, 180*time.Second, "both pods on 64Mi filesystems", func() error {
+		if err := exactly("True", "web-0", "web-1")(s.pods()); err != nil {
+			return err
+		}
+		for _, pod := range []string{"web-0", "web-1"} {
+			now, err := sizeKiB(pod)
+			if err != nil {
+				return err
+			}
+			if now < before+24*1024 {
+				return fmt.Errorf("%s: df /data %d KiB, was %d", pod, now, before)
+			}
+		}
+		return nil
+	})
+}
