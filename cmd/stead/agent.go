@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/steadhq/stead/pkg/agent"
 	"github.com/steadhq/stead/pkg/datadir"
 	"github.com/steadhq/stead/pkg/join"
 	"github.com/steadhq/stead/pkg/server"
@@ -145,7 +146,7 @@ func runAgent(ctx context.Context, dataDir string, f *agentFlags) error {
 	}
 	progress(fmt.Sprintf("up in %.2fs (node %s of %s)", time.Since(began).Seconds(), f.node.nodeName, f.server))
 	<-ctx.Done()
-	progress("stopping (pods keep running; they are adopted at the next start)")
+	progress(fmt.Sprintf("stopping: pods keep running, and an agent started again within %s adopts them; past that the node fences itself (kills them)", agent.FenceAfter))
 	return nil
 }
 

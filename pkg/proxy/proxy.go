@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +42,9 @@ type Proxy struct {
 	pods        corelisters.PodLister // the node's pods, for hostPorts; nil for none
 	synced      []cache.InformerSynced
 	queue       workqueue.TypedRateLimitingInterface[string]
+
+	mu       sync.Mutex
+	lastSync time.Time // when the last rebuild began
 }
 
 // New returns a Proxy writing to nft (see NewNFTables), fed by factory's
@@ -61,9 +65,9 @@ func New(nft knftables.Interface, serviceCIDR netip.Prefix, factory informers.Sh
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "proxy"}),
 	}
 	changed := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { p.queue.AddAfter("sync", minSyncInterval) },
-		UpdateFunc: func(any, any) { p.queue.AddAfter("sync", minSyncInterval) },
-		DeleteFunc: func(any) { p.queue.AddAfter("sync", minSyncInterval) },
+		AddFunc:    func(any) { p.changed() },
+		UpdateFunc: func(any, any) { p.changed() },
+		DeleteFunc: func(any) { p.changed() },
 	}
 	_, _ = svcInformer.Informer().AddEventHandler(changed)
 	_, _ = sliceInformer.Informer().AddEventHandler(changed)
@@ -78,16 +82,31 @@ func (p *Proxy) ForNode(clusterCIDR netip.Prefix, pods coreinformers.PodInformer
 	p.clusterCIDR, p.pods = clusterCIDR, pods.Lister()
 	p.synced = append(p.synced, pods.Informer().HasSynced)
 	_, _ = pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { p.queue.AddAfter("sync", minSyncInterval) },
+		AddFunc: func(any) { p.changed() },
 		UpdateFunc: func(old, cur any) {
 			o, c := old.(*corev1.Pod), cur.(*corev1.Pod)
 			if o.Status.PodIP != c.Status.PodIP || o.Status.Phase != c.Status.Phase {
-				p.queue.AddAfter("sync", minSyncInterval)
+				p.changed()
 			}
 		},
-		DeleteFunc: func(any) { p.queue.AddAfter("sync", minSyncInterval) },
+		DeleteFunc: func(any) { p.changed() },
 	})
 	return p
+}
+
+// changed schedules a rebuild: at once if none began in the last
+// minSyncInterval, else at the end of that interval, so that a lone change
+// is applied without delay and a burst (a scale-out touches many
+// EndpointSlices) costs one rebuild per interval.
+func (p *Proxy) changed() {
+	p.mu.Lock()
+	delay := time.Until(p.lastSync.Add(minSyncInterval))
+	p.mu.Unlock()
+	if delay > 0 {
+		p.queue.AddAfter("sync", delay)
+		return
+	}
+	p.queue.Add("sync")
 }
 
 // NewNFTables opens the proxy's table in the calling thread's network
@@ -117,6 +136,9 @@ func (p *Proxy) worker(ctx context.Context) {
 		if quit {
 			return
 		}
+		p.mu.Lock()
+		p.lastSync = time.Now()
+		p.mu.Unlock()
 		if err := p.Sync(ctx); err != nil {
 			utilruntime.HandleErrorWithContext(ctx, err, "sync Service rules")
 			p.queue.AddRateLimited(key)
