@@ -237,12 +237,20 @@ spec:
 	if got := strings.TrimSpace(server.mustKubectl("", "exec", "web-0", "--", "wget", "-qO-", "http://"+pods["web-1"].ip)); got != "web-1" {
 		t.Errorf("web-0 → web-1's address %s: %q", pods["web-1"].ip, got)
 	}
-	if out := server.mustKubectl("", "exec", "web-0", "--", "nslookup", "web-1.web"); !strings.Contains(out, pods["web-1"].ip) {
-		t.Errorf("nslookup web-1.web on %s: no %s in\n%s", pods["web-0"].node, pods["web-1"].ip, out)
-	}
-	if got := strings.TrimSpace(server.mustKubectl("", "exec", "web-1", "--", "wget", "-qO-", "http://web-0.web")); got != "web-0" {
-		t.Errorf("web-1 → http://web-0.web: %q", got)
-	}
+	// A name appears once the endpointslice controller has published the
+	// Ready pod and the node's DNS has seen it: within moments.
+	eventually(t, 30*time.Second, "nslookup web-1.web in web-0", func() error {
+		if out, err := server.kubectl("", "exec", "web-0", "--", "nslookup", "web-1.web"); err != nil || !strings.Contains(out, pods["web-1"].ip) {
+			return fmt.Errorf("no %s: %v\n%s", pods["web-1"].ip, err, out)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "web-1 → http://web-0.web", func() error {
+		if out, err := server.kubectl("", "exec", "web-1", "--", "wget", "-qO-", "http://web-0.web"); err != nil || strings.TrimSpace(out) != "web-0" {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
 
 	// A hostPort: the node's address answers with the pod on it.
 	for name, p := range pods {
@@ -274,9 +282,12 @@ spec:
 	if got := server.mustKubectl("", "get", "pod", "web-0", "-o", "jsonpath={.metadata.uid} {.status.phase}"); got != pods["web-0"].uid+" Running" {
 		t.Errorf("web-0 after its agent's kill -9: %q, want the same pod (%s) Running", got, pods["web-0"].uid)
 	}
-	if got := strings.TrimSpace(server.mustKubectl("", "exec", "web-0", "--", "wget", "-qO-", "http://web-1.web")); got != "web-1" {
-		t.Errorf("web-0 → http://web-1.web after the restart: %q", got)
-	}
+	eventually(t, 30*time.Second, "web-0 → http://web-1.web after the restart", func() error {
+		if out, err := server.kubectl("", "exec", "web-0", "--", "wget", "-qO-", "http://web-1.web"); err != nil || strings.TrimSpace(out) != "web-1" {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
 	if after := server.mustKubectl("", "get", "csr", "-o", "name"); strings.Count(after, "\n") != 4 {
 		t.Errorf("the restarted agent asked for new certificates:\n%s", after)
 	}
