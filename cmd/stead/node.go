@@ -175,6 +175,7 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 	nodeRuntime := &agent.NodeRuntime{
 		Images: images, Network: pods, Containers: containers, Client: client,
 		PodsDir: filepath.Join(c.dataDir, "pods"), ClusterDNS: c.clusterDNSIP, ClusterDomain: c.clusterDomain,
+		PrepareMount: volumes.PrepareMount,
 	}
 	podManager := agent.NewPodManager(o.nodeName, nodeIP.String(), client, nodeRuntime, nodeFactory.Core().V1().Pods())
 	if c.selfFencing {

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 	volumeutil "k8s.io/kubernetes/pkg/volume/util"
 
 	"github.com/steadhq/stead/pkg/image"
@@ -40,6 +41,9 @@ type NodeRuntime struct {
 	ClusterDNS    string
 	ClusterDomain string
 	Allocatable   corev1.ResourceList
+	// PrepareMount, if set, readies a claim's volume just before a
+	// container mounts it (a pending expansion: pkg/storage).
+	PrepareMount func(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error
 
 	mu        sync.Mutex
 	byID      map[string]*runtime.Container
@@ -380,6 +384,12 @@ func (n *NodeRuntime) volumePath(ctx context.Context, pod *corev1.Pod, vol *core
 		}
 		if pvc.Spec.VolumeName == "" {
 			return "", fmt.Errorf("claim %s is not bound yet", pvc.Name)
+		}
+		if n.PrepareMount != nil {
+			if err := n.PrepareMount(ctx, pvc); err != nil {
+				// The data comes first: mount it as it is.
+				klog.ErrorS(err, "prepare a claim's volume before mounting it", "pod", klog.KObj(pod), "claim", pvc.Name)
+			}
 		}
 		pv, err := n.Client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
 		if err != nil {

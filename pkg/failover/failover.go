@@ -32,6 +32,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
@@ -201,24 +202,29 @@ func (c *Controller) deletePods(ctx context.Context, node *corev1.Node) error {
 	return nil
 }
 
-// setTaint adds or removes stead's out-of-service taint with an update
-// that fails if the node changed meanwhile (its resourceVersion), so that
-// no other taint is lost.
+// setTaint adds or removes stead's out-of-service taint with updates that
+// fail if the node changed meanwhile (its resourceVersion), retried on the
+// node read afresh, so that no other taint is lost: the node lifecycle
+// controller changes its own taints at the very moment a node is lost.
 func (c *Controller) setTaint(ctx context.Context, node *corev1.Node, on bool) error {
-	var taints []corev1.Taint
-	for _, t := range node.Spec.Taints {
-		if !(t.MatchTaint(&outOfService) && t.Value == taintValue) {
-			taints = append(taints, t)
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		var taints []corev1.Taint
+		for _, t := range node.Spec.Taints {
+			if !(t.MatchTaint(&outOfService) && t.Value == taintValue) {
+				taints = append(taints, t)
+			}
 		}
-	}
-	if on {
-		taints = append(taints, corev1.Taint{Key: outOfService.Key, Value: outOfService.Value, Effect: outOfService.Effect, TimeAdded: ptr.To(metav1.Now())})
-	}
-	updated := node.DeepCopy()
-	updated.Spec.Taints = taints
-	_, err := c.client.CoreV1().Nodes().Update(ctx, updated, metav1.UpdateOptions{})
-	if apierrors.IsConflict(err) {
-		return nil // the next pass sees the newer node
-	}
-	return err
+		if on {
+			taints = append(taints, corev1.Taint{Key: outOfService.Key, Value: outOfService.Value, Effect: outOfService.Effect, TimeAdded: ptr.To(metav1.Now())})
+		}
+		updated := node.DeepCopy()
+		updated.Spec.Taints = taints
+		_, err := c.client.CoreV1().Nodes().Update(ctx, updated, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, getErr := c.client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{}); getErr == nil {
+				node = fresh
+			}
+		}
+		return err
+	})
 }

@@ -377,6 +377,18 @@ func (l *LocalPath) expand(ctx context.Context, pvc *corev1.PersistentVolumeClai
 	return err
 }
 
+// PrepareMount finishes a pending expansion of the claim's volume just
+// before a pod mounts it, as the kubelet finishes a FileSystemResizePending
+// when a pod starts: a volume that grows only unmounted grows in the gap
+// between its last pod and its next, which is too short to leave to a
+// retry. A volume still in use (by another pod) is mounted as it is.
+func (l *LocalPath) PrepareMount(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	if err := l.expand(ctx, pvc); err != nil && !errors.Is(err, errInUse) {
+		return err
+	}
+	return nil
+}
+
 // resizePending sets the claim's FileSystemResizePending condition, once.
 func (l *LocalPath) resizePending(ctx context.Context, pvc *corev1.PersistentVolumeClaim, why error) error {
 	for _, c := range pvc.Status.Conditions {

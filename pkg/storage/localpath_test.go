@@ -45,6 +45,12 @@ func (h *harness) sync(key string) {
 }
 
 func (h *harness) trySync(key string) error {
+	h.refresh()
+	return h.l.sync(context.Background(), key)
+}
+
+// refresh makes the informers' caches what the fake API holds.
+func (h *harness) refresh() {
 	ctx := context.Background()
 	pvcs, _ := h.client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
 	pvIndexer := h.factory.Core().V1().PersistentVolumes().Informer().GetIndexer()
@@ -67,7 +73,6 @@ func (h *harness) trySync(key string) error {
 	for i := range classes.Items {
 		_ = classIndexer.Add(&classes.Items[i])
 	}
-	return h.l.sync(ctx, key)
 }
 
 func claim(name, node string) *corev1.PersistentVolumeClaim {

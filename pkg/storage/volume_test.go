@@ -256,10 +256,19 @@ func TestVolumeExpandInUse(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dir, "data")); string(got) != "kept" || err != nil || !mounted(t, dir) {
 		t.Fatalf("volume after a refused expansion: data %q %v, mounted %v", got, err, mounted(t, dir))
 	}
+	// A pod about to mount it meanwhile mounts it as it is.
+	h.refresh()
+	if err := h.l.PrepareMount(ctx, pvc); err != nil {
+		t.Fatalf("PrepareMount of a volume in use: %v, want it mounted as it is", err)
+	}
 	if err := unix.Unmount(pod, 0); err != nil {
 		t.Fatal(err)
 	}
-	h.sync("pvc/default/www-web-0")
+	// The next pod's mount finishes the expansion first.
+	h.refresh()
+	if err := h.l.PrepareMount(ctx, pvc); err != nil {
+		t.Fatal(err)
+	}
 	if got := size(t, dir); got < before+28*mib {
 		t.Errorf("filesystem of %d bytes once the pod is gone, was %d", got, before)
 	}

@@ -112,7 +112,8 @@ func newAgentCluster(t *testing.T, nodes int) (*testLAN, *cluster, []*cluster) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := server.kubectl("", "get", "pods,nodes,csr,events", "-A", "-o", "wide")
-			t.Logf("the cluster at the failure:\n%s\nlast of the server's stead.log:\n%s", out, tail(filepath.Join(server.dataDir, "logs", "stead.log"), 40))
+			t.Logf("the cluster at the failure:\n%s\nlast of the server's stead.log:\n%s\nits failover and taint lines:\n%s", out,
+				tail(filepath.Join(server.dataDir, "logs", "stead.log"), 40), grepFile(filepath.Join(server.dataDir, "logs", "stead.log"), "failover", "aint"))
 		}
 		server.stop()
 	})
@@ -299,6 +300,21 @@ spec:
 		}
 		return nil
 	})
+}
+
+// grepFile is the lines of a file that hold any of words, for a failure's log.
+func grepFile(path string, words ...string) string {
+	data, _ := os.ReadFile(path)
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		for _, w := range words {
+			if strings.Contains(line, w) {
+				lines = append(lines, line)
+				break
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // tail is the last n lines of a file, for a failure's log.
