@@ -527,6 +527,11 @@ func (m *PodManager) stopAll(ctx context.Context, pod *corev1.Pod, uid types.UID
 					err = m.runtime.RemoveContainer(ctx, cr.id)
 				}
 				errMu.Lock()
+				if err == nil {
+					// Gone for good: a retry of this stop (its sandbox not
+					// removed yet) must not look for it again.
+					cr.id = ""
+				}
 				errs = append(errs, err)
 				errMu.Unlock()
 			}()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -33,6 +34,8 @@ type fakeRuntime struct {
 	imageError map[string]*ImageError // by image
 	replies    map[string]execReply   // by "<container> <command>"
 	execs      []string               // "<container> <command>", as run
+	// removeSandboxErr, when set, fails the next RemoveSandbox.
+	removeSandboxErr error
 }
 
 // execReply is what a command run in a container answers; by default it
@@ -64,6 +67,10 @@ func (f *fakeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("remove-sandbox %s", pod.Name)
+	if err := f.removeSandboxErr; err != nil {
+		f.removeSandboxErr = nil // fails once
+		return err
+	}
 	return nil
 }
 
@@ -497,5 +504,36 @@ func TestImagePullFailure(t *testing.T) {
 	h.clock.Step(initialBackoff)
 	if pod = h.sync("p"); pod.Status.Phase != corev1.PodRunning {
 		t.Fatalf("phase %s after the image became available, want Running", pod.Status.Phase)
+	}
+}
+
+// A deletion whose sandbox could not be removed (a mount still busy) is
+// retried to the end: the containers already removed are not looked for
+// again, and the pod leaves the API once its sandbox is gone.
+func TestTerminateRetriedAfterASandboxFailure(t *testing.T) {
+	h := newPodHarness(t, podWith("web-0", nil, "main"))
+	h.sync("web-0")
+	ctx := context.Background()
+	h.rt.mu.Lock()
+	h.rt.removeSandboxErr = errors.New("unlinkat volumes/mem: device or resource busy")
+	h.rt.mu.Unlock()
+	pod, _ := h.client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+	pod.DeletionTimestamp = &metav1.Time{Time: h.clock.Now()}
+	pod.DeletionGracePeriodSeconds = ptr.To[int64](1)
+	if _, err := h.client.CoreV1().Pods("default").Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = h.factory.Core().V1().Pods().Informer().GetIndexer().Update(pod)
+	if _, err := h.m.sync(ctx, "default/web-0"); err == nil {
+		t.Fatal("the first deletion pass succeeded despite the sandbox failure")
+	}
+	if _, err := h.m.sync(ctx, "default/web-0"); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	if _, err := h.client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{}); err == nil {
+		t.Error("the pod is still in the API after its sandbox was removed")
+	}
+	if n := countOf(h.rt.calls(), "remove main"); n != 1 {
+		t.Errorf("container removed %d times, want once: %v", n, h.rt.calls())
 	}
 }
