@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -94,5 +93,5 @@ func ensureFenceKeeper(dataDir string) error {
 		return fmt.Errorf("start the fence keeper: %w", err)
 	}
 	// Not waited for: it outlives this process, and init reaps it.
-	return errors.Join(cmd.Process.Release())
+	return cmd.Process.Release()
 }

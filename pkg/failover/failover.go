@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
+	nodeutil "k8s.io/kubernetes/pkg/util/node"
 	"k8s.io/utils/ptr"
 
 	"github.com/steadhq/stead/pkg/agent"
@@ -75,21 +76,12 @@ func decide(node *corev1.Node, lease *coordinationv1.Lease, now time.Time) (acti
 	deadline = deadline.Add(Margin)
 	tainted := hasTaint(node)
 	switch {
-	case now.After(deadline) && !ready(node):
+	case now.After(deadline) && !nodeutil.IsNodeReady(node):
 		return fence, deadline
-	case tainted && now.Before(expiry) && ready(node):
+	case tainted && now.Before(expiry) && nodeutil.IsNodeReady(node):
 		return unfence, deadline
 	}
 	return none, deadline
-}
-
-func ready(node *corev1.Node) bool {
-	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func hasTaint(node *corev1.Node) bool {

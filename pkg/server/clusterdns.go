@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	nodeutil "k8s.io/kubernetes/pkg/util/node"
 	"k8s.io/utils/ptr"
 
 	"github.com/steadhq/stead/pkg/internal/resync"
@@ -70,24 +72,13 @@ func dnsEndpoints(nodes []*corev1.Node) []discoveryv1.Endpoint {
 		if err != nil || !cidr.Addr().Is4() {
 			continue
 		}
-		ready := false
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				ready = c.Status == corev1.ConditionTrue
-			}
-		}
 		eps = append(eps, discoveryv1.Endpoint{
 			Addresses:  []string{cidr.Masked().Addr().Next().String()},
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(nodeutil.IsNodeReady(n))},
 			NodeName:   ptr.To(n.Name),
 		})
 	}
-	slices.SortFunc(eps, func(a, b discoveryv1.Endpoint) int {
-		if *a.NodeName < *b.NodeName {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(eps, func(a, b discoveryv1.Endpoint) int { return strings.Compare(*a.NodeName, *b.NodeName) })
 	return eps
 }
 
@@ -105,12 +96,6 @@ func syncDNSSlice(ctx context.Context, client kubernetes.Interface, lister corel
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(all, func(a, b *corev1.Node) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		return 1
-	})
 	want := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: dnsSliceName, Namespace: metav1.NamespaceSystem, Labels: map[string]string{
 			discoveryv1.LabelServiceName: dnsServiceName, discoveryv1.LabelManagedBy: "stead",
