@@ -163,7 +163,11 @@ func run(stead, coredns string, nServices, nHeadless int, duration time.Duration
 	}
 
 	fmt.Printf("cluster DNS, %d ClusterIP + %d headless Services (3 endpoints each), %d names, %d UDP clients (%s), %v each, one machine\n\n", nServices, nHeadless, len(names), workers, loader, duration)
-	fmt.Println("| server | queries/s | latency p50 | p99 | vs CoreDNS (plugin) |")
+	if loader == "dnsperf" {
+		fmt.Printf("| server | queries/s | mean latency | p50 / p99 at %d q/s | vs CoreDNS (plugin) |\n", latencyRate)
+	} else {
+		fmt.Println("| server | queries/s | latency p50 | p99 | vs CoreDNS (plugin) |")
+	}
 	fmt.Println("|---|---|---|---|---|")
 	var results []result
 	for _, s := range servers {
@@ -171,6 +175,9 @@ func run(stead, coredns string, nServices, nHeadless int, duration time.Duration
 		if loader == "dnsperf" {
 			r, err = loadDNSPerf(dir, s.addr, names, duration, workers)
 			if err != nil {
+				return err
+			}
+			if r.p99, err = latencyDNSPerf(dir, s.addr, workers); err != nil {
 				return err
 			}
 		} else {
@@ -307,8 +314,13 @@ func waitAnswers(server, name string, timeout time.Duration) error {
 
 type result struct {
 	qps      float64
-	p50, p99 string // latency; dnsperf reports the mean and its deviation instead
+	p50, p99 string // latency; with dnsperf, the mean at full load and the percentiles at latencyRate
 }
+
+// latencyRate is the load under which dnsperf's per-query latencies are
+// taken: one every server here sustains, so that the percentiles compare
+// the servers' answers and not their queues.
+const latencyRate = 20000
 
 // loadDNSPerf runs Debian's dnsperf against server with the same names.
 func loadDNSPerf(dir, server string, names []string, d time.Duration, clients int) (result, error) {
@@ -334,7 +346,7 @@ func loadDNSPerf(dir, server string, names []string, d time.Duration, clients in
 			r.qps, _ = strconv.ParseFloat(f[3], 64)
 		case strings.HasPrefix(strings.TrimSpace(line), "Average Latency (s):") && len(f) >= 4:
 			avg, _ := strconv.ParseFloat(f[3], 64)
-			r.p50 = fmt.Sprintf("mean %v", time.Duration(avg*float64(time.Second)).Round(time.Microsecond))
+			r.p50 = fmt.Sprint(time.Duration(avg * float64(time.Second)).Round(time.Microsecond))
 		case strings.HasPrefix(strings.TrimSpace(line), "Queries lost:") && len(f) >= 3 && f[2] != "0":
 			fmt.Fprintf(os.Stderr, "%s: dnsperf lost %s queries\n", server, f[2])
 		}
@@ -342,8 +354,35 @@ func loadDNSPerf(dir, server string, names []string, d time.Duration, clients in
 	if r.qps == 0 {
 		return result{}, fmt.Errorf("dnsperf gave no rate:\n%s", out)
 	}
-	r.p99 = "-"
 	return r, nil
+}
+
+// latencyDNSPerf runs dnsperf at latencyRate for 5 s with a line per
+// answer and returns its p50 and p99.
+func latencyDNSPerf(dir, server string, clients int) (string, error) {
+	host, port, _ := net.SplitHostPort(server)
+	out, err := exec.Command("dnsperf", "-s", host, "-p", port, "-d", filepath.Join(dir, "dnsperf.queries"), "-l", "5",
+		"-c", fmt.Sprint(clients), "-T", "1", "-Q", fmt.Sprint(latencyRate), "-v").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("dnsperf -v: %v\n%s", err, out)
+	}
+	// "> NOERROR name A 0.000123": rcode, query, latency in seconds.
+	var latencies []time.Duration
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != ">" {
+			continue
+		}
+		if secs, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			latencies = append(latencies, time.Duration(secs*float64(time.Second)))
+		}
+	}
+	if len(latencies) == 0 {
+		return "", fmt.Errorf("dnsperf -v gave no latencies:\n%.2000s", out)
+	}
+	slices.Sort(latencies)
+	n := len(latencies)
+	return fmt.Sprintf("%v / %v", latencies[n/2].Round(time.Microsecond), latencies[n*99/100].Round(time.Microsecond)), nil
 }
 
 // load sends queries for random names from workers clients, each waiting

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -21,6 +22,9 @@ type index struct {
 	ptrs       map[string]*node // in-addr.arpa / ip6.arpa names
 	clusterIPs map[netip.Addr]struct{}
 	soa        []dns.RR // the zone SOA, for the authority section of negative answers
+	// generation counts the changes, each made under mu for writing: an
+	// answer packed from the index is current while it stays the same.
+	generation atomic.Uint64
 }
 
 // lookup returns the node at name (lower case), or nil, and the zone SOA.
@@ -101,6 +105,7 @@ func (c *controller) bumpSerialLocked() {
 	soa := []dns.RR{c.b.soa(serial)}
 	c.idx.soa = soa
 	c.idx.names[c.b.zone] = (&node{soa: soa}).seal()
+	c.idx.generation.Add(1)
 }
 
 func (c *controller) handlers() (services, endpointSlices, namespaces cache.ResourceEventHandler) {

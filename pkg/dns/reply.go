@@ -16,6 +16,9 @@ type reply struct {
 	extra    []dns.RR
 	opt      dns.OPT
 	buf      []byte
+	// rotations is how many different orders setAnswer can give the
+	// answer: one per record for several addresses or SRV targets.
+	rotations int
 }
 
 // maxPooledBuffer keeps a rare huge TCP answer from pinning its buffer.
@@ -23,6 +26,7 @@ const maxPooledBuffer = 16 << 10
 
 func (s *Server) newReply(r *dns.Msg) *reply {
 	rep := s.replies.Get().(*reply)
+	rep.rotations = 1
 	rep.msg = dns.Msg{MsgHdr: dns.MsgHdr{
 		Id:                 r.Id,
 		Response:           true,
@@ -51,6 +55,7 @@ func (rep *reply) setAnswer(rrs []dns.RR, q *dns.Question, name string, rotation
 	start := 0
 	if len(rrs) > 1 && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA || q.Qtype == dns.TypeSRV) {
 		start = int(rotation % uint32(len(rrs)))
+		rep.rotations = len(rrs)
 	}
 	if start == 0 && q.Name == name {
 		rep.msg.Answer = rrs
@@ -71,9 +76,18 @@ func (rep *reply) setAnswer(rrs []dns.RR, q *dns.Question, name string, rotation
 
 // send finishes rep for the transport of r, writes it and recycles rep.
 func (s *Server) send(w dns.ResponseWriter, r *dns.Msg, rep *reply) {
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	if out, err := s.pack(r, rep, udp); err == nil {
+		_, _ = w.Write(out)
+	}
+	s.recycle(rep)
+}
+
+// pack finishes rep for the transport of r and packs it into rep's buffer,
+// which the result shares until rep is recycled.
+func (s *Server) pack(r *dns.Msg, rep *reply, udp bool) ([]byte, error) {
 	m := &rep.msg
 	size := dns.MaxMsgSize
-	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	if udp {
 		size = dns.MinMsgSize
 	}
@@ -96,13 +110,10 @@ func (s *Server) send(w dns.ResponseWriter, r *dns.Msg, rep *reply) {
 
 	// PackBuffer uses the buffer only if its length suffices.
 	out, err := m.PackBuffer(rep.buf[:cap(rep.buf)])
-	if err == nil {
-		_, _ = w.Write(out)
-		if cap(out) <= maxPooledBuffer {
-			rep.buf = out[:0]
-		}
+	if err == nil && cap(out) <= maxPooledBuffer {
+		rep.buf = out[:0]
 	}
-	s.recycle(rep)
+	return out, err
 }
 
 func (s *Server) recycle(rep *reply) {

@@ -61,6 +61,8 @@ type Server struct {
 
 	rotation atomic.Uint32
 	replies  sync.Pool
+	// allSynced latches HasSynced, which the fast path asks per query.
+	allSynced atomic.Bool
 }
 
 var _ dns.Handler = (*Server)(nil)
@@ -144,6 +146,17 @@ func (s *Server) HasSynced() bool {
 	return true
 }
 
+func (s *Server) indexReady() bool {
+	if s.allSynced.Load() {
+		return true
+	}
+	if s.HasSynced() {
+		s.allSynced.Store(true)
+		return true
+	}
+	return false
+}
+
 // ListenAndServe serves DNS over UDP and TCP on addr (host:port; port 0
 // picks one port for both) until ctx is done.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
@@ -199,18 +212,27 @@ func Listen(addr string) (net.Listener, []net.PacketConn, error) {
 // closes them.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, pcs ...net.PacketConn) error {
 	servers := []*dns.Server{{Listener: ln, Handler: s}}
+	var batchServers []func() error
 	s.addListenAddrs(ln.Addr())
 	for _, pc := range pcs {
 		s.addListenAddrs(pc.LocalAddr())
+		if serve := s.batchServer(pc); serve != nil {
+			batchServers = append(batchServers, serve)
+			continue
+		}
 		// UDPSize is the read buffer for queries, which EDNS0 lets reach
 		// the client's advertised size.
 		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize})
 	}
 	started := make(chan struct{}, len(servers))
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+len(batchServers))
 	for _, srv := range servers {
 		srv.NotifyStartedFunc = func() { started <- struct{}{} }
 		go func() { errc <- srv.ActivateAndServe() }()
+	}
+	var batches sync.WaitGroup
+	for _, serve := range batchServers {
+		batches.Go(func() { errc <- serve() })
 	}
 
 	// Shutting a miekg server down before it started fails, so wait for
@@ -241,6 +263,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, pcs ...net.PacketCo
 		pc.Close()
 	}
 	ln.Close()
+	batches.Wait() // they end when their socket is closed
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
@@ -269,37 +292,54 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		s.send(w, r, rep)
 		return
 	}
-	q := &r.Question[0]
 	// ToLower returns its argument, without allocating, when it is
 	// already lower case, as nearly every query is.
-	name := strings.ToLower(q.Name)
+	name := strings.ToLower(r.Question[0].Name)
+	rep, chase := s.localReply(r, name, s.rotation.Add(1))
+	switch {
+	case rep == nil:
+		s.forward(w, r)
+	case chase != nil:
+		s.chaseCNAME(rep, r, chase)
+		s.send(w, r, rep)
+	default:
+		s.send(w, r, rep)
+	}
+}
 
-	if name == s.zone || strings.HasSuffix(name, s.dotZone) {
-		s.serveZone(w, r, name)
-		return
+// localReply builds the reply to r, whose question names name in lower
+// case, from the index alone. It returns no reply for a name that is not
+// the cluster's, to be forwarded; and a CNAME with the reply when that
+// holds an ExternalName Service's CNAME whose target only the upstreams
+// know. rotation picks which of several addresses leads.
+func (s *Server) localReply(r *dns.Msg, name string, rotation uint32) (*reply, *dns.CNAME) {
+	q := &r.Question[0]
+	if s.inZone(name) {
+		return s.zoneReply(r, name, rotation)
 	}
 	if n := s.idx.lookupPTR(name); n != nil {
 		rep := s.newReply(r)
 		rep.msg.Authoritative = true
-		rep.setAnswer(n.records(q.Qtype), q, name, s.rotation.Add(1))
-		s.send(w, r, rep)
-		return
+		rep.setAnswer(n.records(q.Qtype), q, name, rotation)
+		return rep, nil
 	}
-	s.forward(w, r)
+	return nil, nil
 }
 
-func (s *Server) serveZone(w dns.ResponseWriter, r *dns.Msg, name string) {
+func (s *Server) inZone(name string) bool {
+	return name == s.zone || strings.HasSuffix(name, s.dotZone)
+}
+
+func (s *Server) zoneReply(r *dns.Msg, name string, rotation uint32) (*reply, *dns.CNAME) {
 	q := &r.Question[0]
 	rep := s.newReply(r)
 	if !s.HasSynced() {
 		rep.msg.Rcode = dns.RcodeServerFailure
-		s.send(w, r, rep)
-		return
+		return rep, nil
 	}
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		rep.msg.Rcode = dns.RcodeRefused
-		s.send(w, r, rep)
-		return
+		return rep, nil
 	}
 
 	n, soa := s.idx.lookup(name)
@@ -310,25 +350,22 @@ func (s *Server) serveZone(w dns.ResponseWriter, r *dns.Msg, name string) {
 	if n == nil {
 		rep.msg.Rcode = dns.RcodeNameError
 		rep.msg.Ns = soa
-		s.send(w, r, rep)
-		return
+		return rep, nil
 	}
 
 	answer := n.records(q.Qtype)
 	if len(answer) == 0 && len(n.cname) > 0 {
-		s.serveCNAME(w, r, rep, n.cname[0].(*dns.CNAME), soa)
-		return
+		return rep, s.cnameReply(rep, q, n.cname[:1:1], soa)
 	}
 	if len(answer) == 0 {
 		rep.msg.Ns = soa // NODATA: the name exists, with other types
-		s.send(w, r, rep)
-		return
+		return rep, nil
 	}
-	rep.setAnswer(answer, q, name, s.rotation.Add(1))
+	rep.setAnswer(answer, q, name, rotation)
 	if q.Qtype == dns.TypeSRV {
 		rep.msg.Extra = n.extra
 	}
-	s.send(w, r, rep)
+	return rep, nil
 }
 
 // podNode answers <a-b-c-d>.<ns>.pod.<zone> for any address, provided the
@@ -353,38 +390,41 @@ func (s *Server) podNode(name string) *node {
 	return n.seal()
 }
 
-// serveCNAME answers a query for an ExternalName Service with its CNAME and,
-// as a recursive resolver would, the target's records, so that stub
-// resolvers that do not chase CNAMEs still get an address.
-func (s *Server) serveCNAME(w dns.ResponseWriter, r *dns.Msg, rep *reply, cname *dns.CNAME, soa []dns.RR) {
-	q := &r.Question[0]
-	rep.setAnswer([]dns.RR{cname}, q, strings.ToLower(q.Name), 0)
-	target := cname.Target
-	if target == s.zone || strings.HasSuffix(target, s.dotZone) {
-		// One level only: an ExternalName pointing at a cluster name is
-		// rare, and a longer chain could loop.
-		n, _ := s.idx.lookup(target)
-		if n != nil {
-			rep.msg.Answer = append(rep.msg.Answer, n.records(q.Qtype)...)
-		} else {
+// cnameReply answers a query for an ExternalName Service with its CNAME
+// and, as a recursive resolver would, the target's records, so that stub
+// resolvers that do not chase CNAMEs still get an address. A target outside
+// the zone is returned for chaseCNAME when there are upstreams to ask.
+func (s *Server) cnameReply(rep *reply, q *dns.Question, cname []dns.RR, soa []dns.RR) *dns.CNAME {
+	rep.setAnswer(cname, q, strings.ToLower(q.Name), 0)
+	target := cname[0].(*dns.CNAME)
+	if !s.inZone(target.Target) {
+		if len(s.upstreams) > 0 {
+			return target
+		}
+		return nil
+	}
+	// One level only: an ExternalName pointing at a cluster name is rare,
+	// and a longer chain could loop.
+	if n, _ := s.idx.lookup(target.Target); n != nil {
+		rep.msg.Answer = append(rep.msg.Answer, n.records(q.Qtype)...)
+	} else {
+		rep.msg.Rcode = dns.RcodeNameError // RFC 6604: the rcode of the last name
+	}
+	if len(rep.msg.Answer) == 1 {
+		rep.msg.Ns = soa
+	}
+	return nil
+}
+
+// chaseCNAME adds what the upstreams answer for an ExternalName's target.
+func (s *Server) chaseCNAME(rep *reply, r *dns.Msg, cname *dns.CNAME) {
+	query := new(dns.Msg)
+	query.SetQuestion(cname.Target, r.Question[0].Qtype)
+	query.RecursionDesired = true
+	if resp, err := s.exchange(query, false); err == nil {
+		rep.msg.Answer = append(rep.msg.Answer, resp.Answer...)
+		if resp.Rcode == dns.RcodeNameError {
 			rep.msg.Rcode = dns.RcodeNameError // RFC 6604: the rcode of the last name
 		}
-		if len(rep.msg.Answer) == 1 {
-			rep.msg.Ns = soa
-		}
-		s.send(w, r, rep)
-		return
 	}
-	if len(s.upstreams) > 0 {
-		query := new(dns.Msg)
-		query.SetQuestion(target, q.Qtype)
-		query.RecursionDesired = true
-		if resp, err := s.exchange(query, false); err == nil {
-			rep.msg.Answer = append(rep.msg.Answer, resp.Answer...)
-			if resp.Rcode == dns.RcodeNameError {
-				rep.msg.Rcode = dns.RcodeNameError // RFC 6604: the rcode of the last name
-			}
-		}
-	}
-	s.send(w, r, rep)
 }

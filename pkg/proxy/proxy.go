@@ -1,8 +1,10 @@
 // Package proxy makes Services' virtual IPs work on a node: connections to
 // a ClusterIP (or to the node's own address on a NodePort) are translated
 // by nftables to one ready endpoint, chosen at random, as kube-proxy's
-// nftables mode does. The rules are rebuilt whole, in one atomic
-// transaction, from the informers' view whenever it changes.
+// nftables mode does. Each change of the informers' view is applied in
+// one atomic transaction that rewrites only the Service chains and map
+// elements that differ (the whole table at first, after a failure, and when
+// hostPorts or the ranges change).
 package proxy
 
 import (
@@ -45,6 +47,12 @@ type Proxy struct {
 
 	mu       sync.Mutex
 	lastSync time.Time // when the last rebuild began
+
+	// applied is what the table holds after the last successful sync,
+	// which the next one changes only where it differs; nil forces a
+	// rebuild of the whole table (at first, and after any failure, since
+	// the table is then not known).
+	applied *tableContent
 }
 
 // New returns a Proxy writing to nft (see NewNFTables), fed by factory's
@@ -149,7 +157,8 @@ func (p *Proxy) worker(ctx context.Context) {
 	}
 }
 
-// Sync rebuilds the rules from the listers' current view.
+// Sync brings the rules in line with the listers' current view. It is
+// called by one goroutine at a time (the worker's, or a test's).
 func (p *Proxy) Sync(ctx context.Context) error {
 	services, err := p.services.List(labels.Everything())
 	if err != nil {
@@ -167,9 +176,25 @@ func (p *Proxy) Sync(ctx context.Context) error {
 		}
 		rs.hostPorts = hostPorts(pods)
 	}
+	return p.apply(ctx, rs)
+}
+
+// apply writes rs to the table, as a change of what it last applied when
+// it can.
+func (p *Proxy) apply(ctx context.Context, rs ruleSet) error {
+	content := newTableContent(rs)
 	tx := p.nft.NewTransaction()
-	writeRules(tx, rs)
-	return p.nft.Run(ctx, tx)
+	if p.applied == nil || !content.sameBase(p.applied) {
+		content.writeAll(tx)
+	} else if !content.writeChanges(tx, p.applied) {
+		return nil
+	}
+	p.applied = nil
+	if err := p.nft.Run(ctx, tx); err != nil {
+		return err
+	}
+	p.applied = content
+	return nil
 }
 
 // Cleanup removes the proxy's table, for a node leaving the cluster.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -168,7 +169,7 @@ func hostPorts(pods []*corev1.Pod) []hostPort {
 	return out
 }
 
-// ruleSet is everything the table is rebuilt from.
+// ruleSet is everything the table is built from.
 type ruleSet struct {
 	serviceCIDR netip.Prefix
 	// clusterCIDR, when valid, is the pods' range: their connections to
@@ -178,11 +179,175 @@ type ruleSet struct {
 	hostPorts   []hostPort
 }
 
-// writeRules replaces the whole table with the rules for ports in one
-// transaction: the kernel switches from the old rules to the new at once,
-// and a rebuild is idempotent.
+// writeRules replaces the whole table with the rules of rs in one
+// transaction.
 func writeRules(tx *knftables.Transaction, rs ruleSet) {
-	serviceCIDR, ports := rs.serviceCIDR, rs.ports
+	newTableContent(rs).writeAll(tx)
+}
+
+// tableContent is what the table holds, in two parts: the base (hooks,
+// maps, hostPorts, the refusal of untranslated Service IPs), small and
+// rebuilt whole whenever its inputs change; and the chains and map elements
+// of the Service ports, which a change of one Service touches only a few
+// of, so that the transaction after an EndpointSlice update, and the time
+// nft takes to apply it, does not grow with the cluster (kube-proxy's
+// nftables mode syncs partially for the same reason).
+type tableContent struct {
+	serviceCIDR, clusterCIDR netip.Prefix
+	hostPorts                []hostPort
+	chains                   map[string]chainContent
+	elements                 map[string]*knftables.Element // by map and key
+}
+
+type chainContent struct {
+	comment string // "" for none; set when the chain is made, as its name says the same
+	rules   []string
+}
+
+func newTableContent(rs ruleSet) *tableContent {
+	c := &tableContent{
+		serviceCIDR: rs.serviceCIDR,
+		clusterCIDR: rs.clusterCIDR,
+		hostPorts:   rs.hostPorts,
+		chains:      map[string]chainContent{},
+		elements:    map[string]*knftables.Element{},
+	}
+	for _, sp := range rs.ports {
+		if len(sp.endpoints) == 0 {
+			continue
+		}
+		svcChain := chainName("svc", sp.namespace, sp.name, sp.portName, string(sp.protocol))
+		var choices []string
+		for i, ep := range sp.endpoints {
+			epChain := chainName("ep", sp.namespace, sp.name, sp.portName, string(sp.protocol), ep.ip.String(), fmt.Sprint(ep.port))
+			c.chains[epChain] = chainContent{rules: []string{
+				fmt.Sprintf("ip saddr %s meta mark set meta mark | %s", ep.ip, masqueradeMark),
+				fmt.Sprintf("meta l4proto %s dnat to %s:%d", protoName(sp.protocol), ep.ip, ep.port),
+			}}
+			choices = append(choices, fmt.Sprintf("%d : goto %s", i, epChain))
+		}
+		c.chains[svcChain] = chainContent{
+			comment: fmt.Sprintf("%s/%s:%s", sp.namespace, sp.name, sp.portName),
+			rules:   []string{fmt.Sprintf("numgen random mod %d vmap { %s }", len(choices), strings.Join(choices, " , "))},
+		}
+		for _, ip := range sp.clusterIPs {
+			c.addElement(&knftables.Element{Map: "service-ips", Key: []string{ip.String(), protoName(sp.protocol), fmt.Sprint(sp.port)}, Value: []string{"goto " + svcChain}})
+		}
+		if sp.nodePort != 0 {
+			c.addElement(&knftables.Element{Map: "service-nodeports", Key: []string{protoName(sp.protocol), fmt.Sprint(sp.nodePort)}, Value: []string{"goto " + svcChain}})
+		}
+	}
+	return c
+}
+
+func (c *tableContent) addElement(e *knftables.Element) {
+	c.elements[e.Map+" "+strings.Join(e.Key, " . ")] = e
+}
+
+// sameBase reports whether old's base is c's, so that only Service chains
+// and elements differ.
+func (c *tableContent) sameBase(old *tableContent) bool {
+	return old.serviceCIDR == c.serviceCIDR && old.clusterCIDR == c.clusterCIDR && slices.Equal(old.hostPorts, c.hostPorts)
+}
+
+// writeAll replaces the whole table: the kernel switches from the old rules
+// to the new at once, and a rebuild is idempotent.
+func (c *tableContent) writeAll(tx *knftables.Transaction) {
+	c.writeBase(tx)
+	names := slices.Sorted(maps.Keys(c.chains))
+	// Every chain is declared before any rule names it in a jump.
+	for _, name := range names {
+		tx.Add(c.chain(name))
+	}
+	for _, name := range names {
+		c.writeChainRules(tx, name)
+	}
+	for _, key := range slices.Sorted(maps.Keys(c.elements)) {
+		tx.Add(c.elements[key])
+	}
+}
+
+// writeChanges turns the table from old's content to c's, which has the same
+// base, and reports whether there was anything to change. The order keeps
+// every reference valid at each step: chains are made before they are named,
+// and emptied before they are removed.
+func (c *tableContent) writeChanges(tx *knftables.Transaction, old *tableContent) bool {
+	var added, changed, removed []string
+	for _, name := range slices.Sorted(maps.Keys(c.chains)) {
+		was, ok := old.chains[name]
+		switch {
+		case !ok:
+			added = append(added, name)
+		case !slices.Equal(was.rules, c.chains[name].rules):
+			changed = append(changed, name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(old.chains)) {
+		if _, ok := c.chains[name]; !ok {
+			removed = append(removed, name)
+		}
+	}
+	var addElements, deleteElements []*knftables.Element
+	for _, key := range slices.Sorted(maps.Keys(c.elements)) {
+		e, was := c.elements[key], old.elements[key]
+		if was != nil && slices.Equal(was.Value, e.Value) {
+			continue
+		}
+		if was != nil {
+			deleteElements = append(deleteElements, was)
+		}
+		addElements = append(addElements, e)
+	}
+	for _, key := range slices.Sorted(maps.Keys(old.elements)) {
+		if _, ok := c.elements[key]; !ok {
+			deleteElements = append(deleteElements, old.elements[key])
+		}
+	}
+	if len(added)+len(changed)+len(removed)+len(addElements)+len(deleteElements) == 0 {
+		return false
+	}
+
+	for _, name := range added {
+		tx.Add(c.chain(name))
+	}
+	for _, name := range changed {
+		tx.Flush(&knftables.Chain{Name: name})
+	}
+	for _, name := range slices.Concat(added, changed) {
+		c.writeChainRules(tx, name)
+	}
+	for _, e := range deleteElements {
+		tx.Delete(e)
+	}
+	for _, e := range addElements {
+		tx.Add(e)
+	}
+	for _, name := range removed {
+		tx.Flush(&knftables.Chain{Name: name})
+	}
+	for _, name := range removed {
+		tx.Delete(&knftables.Chain{Name: name})
+	}
+	return true
+}
+
+func (c *tableContent) chain(name string) *knftables.Chain {
+	chain := &knftables.Chain{Name: name}
+	if comment := c.chains[name].comment; comment != "" {
+		chain.Comment = knftables.PtrTo(comment)
+	}
+	return chain
+}
+
+func (c *tableContent) writeChainRules(tx *knftables.Transaction, name string) {
+	for _, rule := range c.chains[name].rules {
+		tx.Add(&knftables.Rule{Chain: name, Rule: rule})
+	}
+}
+
+// writeBase makes the table anew with everything but the Service ports'
+// chains and elements.
+func (c *tableContent) writeBase(tx *knftables.Transaction) {
 	// Adding then deleting removes whatever the table held, even if it did
 	// not exist; it is made again below.
 	tx.Add(&knftables.Table{})
@@ -204,13 +369,13 @@ func writeRules(tx *knftables.Transaction, rs ruleSet) {
 	}
 	tx.Add(&knftables.Chain{Name: "nat-postrouting", Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
 	tx.Add(&knftables.Rule{Chain: "nat-postrouting", Rule: "meta mark & " + masqueradeMark + " != 0 masquerade"})
-	if rs.clusterCIDR.IsValid() {
+	if c.clusterCIDR.IsValid() {
 		// Other nodes route the cluster range back; nothing else does.
-		tx.Add(&knftables.Rule{Chain: "nat-postrouting", Rule: fmt.Sprintf("ip saddr %s ip daddr != %s masquerade", rs.clusterCIDR, rs.clusterCIDR)})
+		tx.Add(&knftables.Rule{Chain: "nat-postrouting", Rule: fmt.Sprintf("ip saddr %s ip daddr != %s masquerade", c.clusterCIDR, c.clusterCIDR)})
 	}
 
 	tx.Add(&knftables.Map{Name: "host-ports", Type: "inet_proto . inet_service : verdict"})
-	for _, hp := range rs.hostPorts {
+	for _, hp := range c.hostPorts {
 		chain := chainName("hp", string(hp.protocol), hp.hostIP.String(), fmt.Sprint(hp.port))
 		tx.Add(&knftables.Chain{Name: chain, Comment: knftables.PtrTo(fmt.Sprintf("hostPort %d of %s", hp.port, hp.pod))})
 		tx.Add(&knftables.Rule{Chain: chain, Rule: fmt.Sprintf("ip saddr %s meta mark set meta mark | %s", hp.podIP, masqueradeMark)})
@@ -231,30 +396,7 @@ func writeRules(tx *knftables.Transaction, rs ruleSet) {
 		hook knftables.BaseChainHook
 	}{{"filter-forward", knftables.ForwardHook}, {"filter-output", knftables.OutputHook}} {
 		tx.Add(&knftables.Chain{Name: hook.name, Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(hook.hook), Priority: knftables.PtrTo(knftables.FilterPriority)})
-		tx.Add(&knftables.Rule{Chain: hook.name, Rule: fmt.Sprintf("ip daddr %s ct status & dnat == 0 meta l4proto tcp reject with tcp reset", serviceCIDR)})
-		tx.Add(&knftables.Rule{Chain: hook.name, Rule: fmt.Sprintf("ip daddr %s ct status & dnat == 0 reject", serviceCIDR)})
-	}
-
-	for _, sp := range ports {
-		if len(sp.endpoints) == 0 {
-			continue
-		}
-		svcChain := chainName("svc", sp.namespace, sp.name, sp.portName, string(sp.protocol))
-		tx.Add(&knftables.Chain{Name: svcChain, Comment: knftables.PtrTo(fmt.Sprintf("%s/%s:%s", sp.namespace, sp.name, sp.portName))})
-		var choices []string
-		for i, ep := range sp.endpoints {
-			epChain := chainName("ep", sp.namespace, sp.name, sp.portName, string(sp.protocol), ep.ip.String(), fmt.Sprint(ep.port))
-			tx.Add(&knftables.Chain{Name: epChain})
-			tx.Add(&knftables.Rule{Chain: epChain, Rule: fmt.Sprintf("ip saddr %s meta mark set meta mark | %s", ep.ip, masqueradeMark)})
-			tx.Add(&knftables.Rule{Chain: epChain, Rule: fmt.Sprintf("meta l4proto %s dnat to %s:%d", protoName(sp.protocol), ep.ip, ep.port)})
-			choices = append(choices, fmt.Sprintf("%d : goto %s", i, epChain))
-		}
-		tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("numgen random mod %d vmap { %s }", len(choices), strings.Join(choices, " , "))})
-		for _, ip := range sp.clusterIPs {
-			tx.Add(&knftables.Element{Map: "service-ips", Key: []string{ip.String(), protoName(sp.protocol), fmt.Sprint(sp.port)}, Value: []string{"goto " + svcChain}})
-		}
-		if sp.nodePort != 0 {
-			tx.Add(&knftables.Element{Map: "service-nodeports", Key: []string{protoName(sp.protocol), fmt.Sprint(sp.nodePort)}, Value: []string{"goto " + svcChain}})
-		}
+		tx.Add(&knftables.Rule{Chain: hook.name, Rule: fmt.Sprintf("ip daddr %s ct status & dnat == 0 meta l4proto tcp reject with tcp reset", c.serviceCIDR)})
+		tx.Add(&knftables.Rule{Chain: hook.name, Rule: fmt.Sprintf("ip daddr %s ct status & dnat == 0 reject", c.serviceCIDR)})
 	}
 }

@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
+
+	"github.com/steadhq/stead/pkg/internal/netnstest"
 )
 
 var serviceCIDR = netip.MustParsePrefix("10.43.0.0/16")
@@ -181,5 +186,114 @@ func TestHostPortsAndMasquerade(t *testing.T) {
 	}
 	if strings.Contains(dump, "10.42.0.6") || strings.Contains(dump, "9090") || strings.Contains(dump, "9091") {
 		t.Errorf("rules publish a port taken, finished or without an address:\n%s", dump)
+	}
+}
+
+// countingNFT counts transactions and their operations.
+type countingNFT struct {
+	knftables.Interface
+	runs, operations int
+}
+
+func (n *countingNFT) Run(ctx context.Context, tx *knftables.Transaction) error {
+	n.runs++
+	n.operations = tx.NumOperations()
+	return n.Interface.Run(ctx, tx)
+}
+
+// TestPartialSyncsMatchARebuild applies a series of changes as the proxy
+// does (the first whole, the next as differences) and checks after each that
+// the table is what a rebuild from scratch makes, with the real nft in a
+// namespace of the test's own (which checks that every step's references
+// are valid where they are made) and with knftables' fake (which compares
+// the tables).
+func TestPartialSyncsMatchARebuild(t *testing.T) {
+	addr := netip.MustParseAddr
+	web := func(nodePort int32, eps ...string) servicePort {
+		sp := servicePort{namespace: "default", name: "front", portName: "web", protocol: corev1.ProtocolTCP,
+			clusterIPs: []netip.Addr{addr("10.43.0.20")}, port: 80, nodePort: nodePort}
+		for _, ip := range eps {
+			sp.endpoints = append(sp.endpoints, endpoint{addr(ip), 8080})
+		}
+		return sp
+	}
+	other := func(name, clusterIP string, eps ...string) servicePort {
+		sp := servicePort{namespace: "default", name: name, portName: "", protocol: corev1.ProtocolUDP,
+			clusterIPs: []netip.Addr{addr(clusterIP)}, port: 53}
+		for _, ip := range eps {
+			sp.endpoints = append(sp.endpoints, endpoint{addr(ip), 5353})
+		}
+		return sp
+	}
+	hp := []hostPort{{protocol: corev1.ProtocolTCP, port: 8080, podIP: addr("10.42.0.5"), containerPort: 80, pod: "default/web-0"}}
+	steps := []struct {
+		name    string
+		rs      ruleSet
+		partial bool // applied as differences, not a rebuild
+		noop    bool // nothing to apply at all
+	}{
+		{name: "first", rs: ruleSet{ports: []servicePort{web(30080, "10.42.0.5", "10.42.0.9"), other("back", "10.43.0.30", "10.42.0.7")}}},
+		{name: "an endpoint replaced", partial: true, rs: ruleSet{ports: []servicePort{web(30080, "10.42.0.5", "10.42.0.11"), other("back", "10.43.0.30", "10.42.0.7")}}},
+		{name: "a Service gone, one new, a nodePort moved", partial: true, rs: ruleSet{ports: []servicePort{web(30081, "10.42.0.5", "10.42.0.11"), other("extra", "10.43.0.40", "10.42.0.8", "10.42.0.9")}}},
+		{name: "a Service left with no endpoint", partial: true, rs: ruleSet{ports: []servicePort{web(30081), other("extra", "10.43.0.40", "10.42.0.8", "10.42.0.9")}}},
+		{name: "the same again", partial: true, noop: true, rs: ruleSet{ports: []servicePort{web(30081), other("extra", "10.43.0.40", "10.42.0.8", "10.42.0.9")}}},
+		{name: "a hostPort: the base changes", rs: ruleSet{hostPorts: hp, ports: []servicePort{web(30081, "10.42.0.5"), other("extra", "10.43.0.40", "10.42.0.8")}}},
+		{name: "everything gone", partial: true, rs: ruleSet{hostPorts: hp}},
+	}
+
+	ns := netnstest.New(t, fmt.Sprintf("stead-proxy-partial-%d", os.Getpid()))
+	var real knftables.Interface
+	var err error
+	netnstest.Run(t, ns, func() { real, err = NewNFTables(DefaultTable) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	realNFT := &countingNFT{Interface: real}
+	fakeNFT := &countingNFT{Interface: knftables.NewFake(knftables.IPv4Family, DefaultTable)}
+	inNamespace := &Proxy{nft: realNFT}
+	onFake := &Proxy{nft: fakeNFT}
+	var fullOperations int
+	for _, step := range steps {
+		step.rs.serviceCIDR = serviceCIDR
+		runs := realNFT.runs
+		netnstest.Run(t, ns, func() { err = inNamespace.apply(t.Context(), step.rs) })
+		if err != nil {
+			t.Fatalf("%s: real nft: %v", step.name, err)
+		}
+		if err := onFake.apply(t.Context(), step.rs); err != nil {
+			t.Fatalf("%s: fake nft: %v", step.name, err)
+		}
+		switch {
+		case step.noop && realNFT.runs != runs:
+			t.Errorf("%s: a transaction of %d operations for no change", step.name, realNFT.operations)
+		case !step.noop && realNFT.runs != runs+1:
+			t.Errorf("%s: %d transactions, want 1", step.name, realNFT.runs-runs)
+		case !step.partial:
+			fullOperations = realNFT.operations
+		case !step.noop && realNFT.operations >= fullOperations:
+			t.Errorf("%s: a change of %d operations, no fewer than a rebuild's %d", step.name, realNFT.operations, fullOperations)
+		}
+
+		rebuilt := knftables.NewFake(knftables.IPv4Family, DefaultTable)
+		tx := rebuilt.NewTransaction()
+		writeRules(tx, step.rs)
+		if err := rebuilt.Run(t.Context(), tx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fakeNFT.Interface.(*knftables.Fake).Dump(), rebuilt.Dump(); got != want {
+			t.Errorf("%s: after the change the table is\n%s\nwant, as rebuilt:\n%s", step.name, got, want)
+		}
+
+		var chains []string
+		netnstest.Run(t, ns, func() { chains, err = real.List(t.Context(), "chains") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(chains)
+		want := slices.Sorted(maps.Keys(newTableContent(step.rs).chains))
+		chains = slices.DeleteFunc(chains, func(c string) bool { return !strings.HasPrefix(c, "svc-") && !strings.HasPrefix(c, "ep-") })
+		if !slices.Equal(chains, want) {
+			t.Errorf("%s: the kernel's Service chains %q, want %q", step.name, chains, want)
+		}
 	}
 }

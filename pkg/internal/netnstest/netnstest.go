@@ -34,25 +34,33 @@ func Exec(t testing.TB, name string, args ...string) {
 // opens, and processes it starts, live in that namespace.
 func Run(t testing.TB, path string, fn func()) {
 	t.Helper()
+	if err := Do(path, func() error { fn(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Do is Run for goroutines other than the test's, which must not call
+// t.Fatal: it returns fn's error, or why it could not enter the namespace.
+func Do(path string, fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer orig.Close()
 	target, err := netns.GetFromPath(path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer target.Close()
 	if err := netns.Set(target); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer func() {
 		if err := netns.Set(orig); err != nil {
 			panic(err) // a thread left in another namespace must not run anything else
 		}
 	}()
-	fn()
+	return fn()
 }
