@@ -50,7 +50,34 @@ func runAPIServer(ctx context.Context, args []string) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return utilerrors.NewAggregate(errs)
 	}
-	return apiserverapp.Run(ctx, completed)
+	// apiserverapp.Run, with stead's bootstrap hooks in place of the two
+	// that wait a second before they begin (bootstrap.go).
+	if completed.InformerName == nil {
+		if completed.InformerName, err = cache.NewInformerName("kube-apiserver"); err != nil {
+			return err
+		}
+	}
+	config, err := apiserverapp.NewConfig(completed)
+	if err != nil {
+		return err
+	}
+	config.KubeAPIs.ControlPlane.Generic.DisabledPostStartHooks.Insert(upstreamBootstrapHooks...)
+	completedConfig, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	chain, err := apiserverapp.CreateServerChain(completedConfig)
+	if err != nil {
+		return err
+	}
+	if err := addBootstrapHooks(chain.GenericAPIServer); err != nil {
+		return err
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 // disabledControllers are the upstream controllers stead does not start:
