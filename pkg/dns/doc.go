@@ -19,5 +19,8 @@
 // lookup and no API call: every pod of the cluster resolves through this
 // server, usually several names per connection it opens (search-path
 // expansion), and it has to keep answering while the API server is busy or
-// briefly gone.
+// briefly gone. Over UDP, the usual query (one question in lower case that
+// the index answers) is answered by a loop per socket from a cache of packed
+// replies, in batches of datagrams (fastpath.go, udp_linux.go); everything
+// else goes through ServeDNS.
 package dns
