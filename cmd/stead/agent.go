@@ -146,6 +146,10 @@ func runAgent(ctx context.Context, dataDir string, f *agentFlags) error {
 	}
 	progress(fmt.Sprintf("up in %.2fs (node %s of %s)", time.Since(began).Seconds(), f.node.nodeName, f.server))
 	<-ctx.Done()
+	if f.node.cleanup {
+		progress("stopping, and removing the node's pods, mounts, bridge and Service rules (--cleanup)")
+		return removeNode(context.WithoutCancel(ctx), dataDir, f.node, clusterCIDR)
+	}
 	progress(fmt.Sprintf("stopping: pods keep running, and an agent started again within %s adopts them; past that the node fences itself (kills them)", agent.FenceAfter))
 	return nil
 }

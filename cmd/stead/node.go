@@ -43,6 +43,7 @@ type nodeOptions struct {
 	bridge           string
 	kubeletPort      int
 	clusterDNSListen string
+	cleanup          bool
 }
 
 func (o *nodeOptions) register(fs *pflag.FlagSet, nodeIPHelp string) {
@@ -51,6 +52,7 @@ func (o *nodeOptions) register(fs *pflag.FlagSet, nodeIPHelp string) {
 	fs.IntVar(&o.maxPods, "max-pods", 1100, "pods this node accepts")
 	fs.StringVar(&o.bridge, "node-bridge", "stead0", "the node's bridge for pods (several clusters on one machine need one each)")
 	fs.IntVar(&o.kubeletPort, "kubelet-port", 10250, "port of the node's kubelet API")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "on stopping, remove what the node otherwise leaves running for the next start to adopt: its pods' containers and mounts, its bridge, routes and Service rules (nft table)")
 }
 
 // nodeCluster is what a node needs of the cluster it is part of: its
@@ -146,11 +148,7 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 
 	// Services, routes and volumes: from the services identity's view.
 	servicesFactory := informers.NewSharedInformerFactory(servicesClient, 0)
-	table := proxy.DefaultTable
-	if o.bridge != "stead0" {
-		table += "-" + o.bridge // another cluster's node on this machine
-	}
-	nft, err := proxy.NewNFTables(table)
+	nft, err := proxy.NewNFTables(proxyTable(o.bridge))
 	if err != nil {
 		return err
 	}

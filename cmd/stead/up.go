@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -135,6 +136,10 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 
 	select {
 	case <-ctx.Done():
+		if withNode && f.node.cleanup {
+			cfg.Progress("stopping, and removing the node's pods, mounts, bridge and Service rules (--cleanup)")
+			return removeNode(context.WithoutCancel(ctx), dataDir, f.node, netip.MustParsePrefix(srv.Config().ClusterCIDR))
+		}
 		cfg.Progress("stopping")
 		return nil
 	case <-srv.Failed():

@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 	volumeutil "k8s.io/kubernetes/pkg/volume/util"
 
+	"github.com/steadhq/stead/pkg/fsutil"
 	"github.com/steadhq/stead/pkg/image"
 	"github.com/steadhq/stead/pkg/network"
 	"github.com/steadhq/stead/pkg/runtime"
@@ -84,30 +85,10 @@ func (n *NodeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
 	}
 	// Memory-backed emptyDirs are mounts: RemoveAll would empty them and
 	// then fail on the mount point, leaving the tmpfs behind.
-	if err := unmountBelow(n.podDir(pod)); err != nil {
+	if err := fsutil.UnmountBelow(n.podDir(pod)); err != nil {
 		return err
 	}
 	return os.RemoveAll(n.podDir(pod))
-}
-
-// unmountBelow unmounts every mount under dir, deepest first.
-func unmountBelow(dir string) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	var points []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		if err := unix.Unmount(points[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("unmount %s: %w", points[i], err)
-		}
-	}
-	return nil
 }
 
 func pullPolicy(p corev1.PullPolicy) image.PullPolicy {

@@ -180,6 +180,21 @@ func (n *Network) RemoveBridge() error {
 	return netlink.LinkDel(n.bridge)
 }
 
+// RemoveBridgeNamed deletes the bridge called name if it exists, for a node
+// that leaves this machine (--cleanup) without a Network at hand.
+func RemoveBridgeNamed(name string) error {
+	link, err := netlink.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, ok := link.(*netlink.Bridge); !ok {
+		return fmt.Errorf("%s is a %s, not a bridge: left alone", name, link.Type())
+	}
+	return netlink.LinkDel(link)
+}
+
 // vethName is the host end's name: derived from the pod's UID so that an
 // agent restart finds it, and short enough for IFNAMSIZ.
 func vethName(podUID string) string {

@@ -107,3 +107,25 @@ func ApplyRoutes(want []NodeRoute) error {
 	}
 	return errors.Join(errs...)
 }
+
+// RemoveRoutes removes stead's routes to pod ranges within clusterCIDR, for
+// a node that leaves this machine (--cleanup); other clusters' are kept.
+func RemoveRoutes(clusterCIDR netip.Prefix) error {
+	have, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol, Table: 254}, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	var errs []error
+	for _, r := range have {
+		if r.Dst == nil {
+			continue
+		}
+		if dst, ok := netip.AddrFromSlice(r.Dst.IP.To4()); !ok || !clusterCIDR.Contains(dst) {
+			continue
+		}
+		if err := netlink.RouteDel(&r); err != nil {
+			errs = append(errs, fmt.Errorf("remove route %s: %w", r.Dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}

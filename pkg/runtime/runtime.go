@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
@@ -185,4 +186,44 @@ func KillAll(root string) (killed int, err error) {
 		killed++
 	}
 	return killed, errors.Join(errs...)
+}
+
+// DestroyAll kills every container under root and removes their state and
+// cgroups, for a node that leaves this machine (--cleanup). Containers that
+// appear meanwhile (a pod worker finishing a start) are killed in turn; it
+// gives up after timeout.
+func DestroyAll(root string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := KillAll(root); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(filepath.Join(root, "state"))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		running := 0
+		for _, e := range entries {
+			lc, err := libcontainer.Load(filepath.Join(root, "state"), e.Name())
+			if err != nil {
+				continue
+			}
+			if status, err := lc.Status(); err != nil || status != libcontainer.Stopped {
+				running++
+				continue
+			}
+			if err := lc.Destroy(); err != nil {
+				return fmt.Errorf("remove container %s: %w", e.Name(), err)
+			}
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d containers still running after %v", running, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -126,6 +126,24 @@ func (c *cluster) cleanupNode() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	for _, pid := range c.containerPids() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	time.Sleep(200 * time.Millisecond)
+	points := c.mounts()
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
+	if bridge := c.bridge(); bridge != "" {
+		_ = exec.Command("ip", "link", "del", bridge).Run()
+		_ = exec.Command("nft", "delete", "table", "ip", "stead-proxy-"+bridge).Run()
+	}
+}
+
+// containerPids are the first processes of the node's containers, from
+// their libcontainer state.
+func (c *cluster) containerPids() []int {
+	var pids []int
 	states, _ := filepath.Glob(filepath.Join(c.dataDir, "run", "state", "*", "state.json"))
 	for _, path := range states {
 		data, err := os.ReadFile(path)
@@ -136,10 +154,14 @@ func (c *cluster) cleanupNode() {
 			Pid int `json:"init_process_pid"`
 		}
 		if json.Unmarshal(data, &st) == nil && st.Pid > 0 {
-			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
+			pids = append(pids, st.Pid)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	return pids
+}
+
+// mounts are the mount points under the data dir, outermost first.
+func (c *cluster) mounts() []string {
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	var points []string
 	for _, line := range strings.Split(string(mounts), "\n") {
@@ -147,15 +169,17 @@ func (c *cluster) cleanupNode() {
 			points = append(points, f[4])
 		}
 	}
-	for i := len(points) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
-	}
+	return points
+}
+
+// bridge is the node's bridge, from its flags.
+func (c *cluster) bridge() string {
 	for i, arg := range c.extra {
 		if arg == "--node-bridge" && i+1 < len(c.extra) {
-			_ = exec.Command("ip", "link", "del", c.extra[i+1]).Run()
-			_ = exec.Command("nft", "delete", "table", "ip", "stead-proxy-"+c.extra[i+1]).Run()
+			return c.extra[i+1]
 		}
 	}
+	return ""
 }
 
 func (c *cluster) start() {

@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCleanupLeavesNothingOnTheMachine stops a cluster started with
+// --cleanup: what a stop otherwise leaves for the next start to adopt (the
+// pods' processes and mounts, the bridge, the Service rules) is gone, and
+// the next start runs the pod again.
+func TestCleanupLeavesNothingOnTheMachine(t *testing.T) {
+	c := newCluster(t, "--cleanup")
+	if err := c.importTestImages(); err != nil {
+		t.Fatal(err)
+	}
+	c.mustKubectl(`apiVersion: v1
+kind: Pod
+metadata: {name: stays}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox:1.28.4, command: [sleep, "3600"], volumeMounts: [{name: mem, mountPath: /mem}]}
+  volumes:
+  - {name: mem, emptyDir: {medium: Memory}}
+`, "apply", "-f", "-")
+	waitRunning := func() {
+		eventually(t, 60*time.Second, "stays Running", func() error {
+			if phase := c.mustKubectl("", "get", "pod", "stays", "-o", "jsonpath={.status.phase}"); phase != "Running" {
+				return fmt.Errorf("phase %q", phase)
+			}
+			return nil
+		})
+	}
+	waitRunning()
+	bridge, table := c.bridge(), "stead-proxy-"+c.bridge()
+	pids := c.containerPids()
+	if len(pids) == 0 || len(c.mounts()) == 0 {
+		t.Fatalf("before the stop: container pids %v, mounts %q: the test sees nothing to clean", pids, c.mounts())
+	}
+	if err := exec.Command("nft", "list", "table", "ip", table).Run(); err != nil {
+		t.Fatalf("before the stop: no table %s: %v", table, err)
+	}
+
+	c.stop()
+	if !strings.Contains(c.stderr.String(), "(--cleanup)") {
+		t.Errorf("stop did not say it cleans up:\n%s", c.stderr)
+	}
+	eventually(t, 10*time.Second, "the pod's processes gone", func() error {
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("process %d: %v", pid, err)
+			}
+		}
+		return nil
+	})
+	if m := c.mounts(); len(m) != 0 {
+		t.Errorf("mounts left under the data dir: %q", m)
+	}
+	if out, err := exec.Command("ip", "link", "show", bridge).CombinedOutput(); err == nil {
+		t.Errorf("bridge %s left:\n%s", bridge, out)
+	}
+	if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err == nil {
+		t.Errorf("table %s left:\n%s", table, out)
+	}
+
+	c.start()
+	waitRunning()
+	if out := c.mustKubectl("", "exec", "stays", "--", "sh", "-c", "echo ok > /mem/f && cat /mem/f"); strings.TrimSpace(out) != "ok" {
+		t.Errorf("the pod after a restart: %q", out)
+	}
+}
