@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,6 +27,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: rdvip}
 spec:
+  type: NodePort
   selector: {app: rd}
   ports: [{name: web, port: 80}]
 ---
@@ -59,8 +64,8 @@ spec:
 
 // TestReadinessDecidesDNSAndServiceTraffic: from a pod, a not-ready pod
 // drops out of its headless Service's answer and of its ClusterIP
-// Service's traffic, and comes back in the answer with
-// publishNotReadyAddresses.
+// Service's traffic (and NodePort's, from the node), and comes back in the
+// answer with publishNotReadyAddresses.
 func TestReadinessDecidesDNSAndServiceTraffic(t *testing.T) {
 	c := sharedCluster(t)
 	const ns = "readiness"
@@ -112,7 +117,16 @@ func TestReadinessDecidesDNSAndServiceTraffic(t *testing.T) {
 			return nil
 		})
 	}
-	// Which pods answer 12 requests to the ClusterIP Service.
+	// Which pods answer 12 requests to the ClusterIP Service, and 12 to
+	// its NodePort on the node's own bridge address, from the node.
+	nodePort, _ := kubectl("get", "service", "rdvip", "-o", "jsonpath={.spec.ports[0].nodePort}")
+	podCIDR, _ := kubectl("get", "node", "-o", "jsonpath={.items[0].spec.podCIDR}")
+	cidr, err := netip.ParsePrefix(podCIDR)
+	if err != nil || nodePort == "" {
+		t.Fatalf("podCIDR %q (%v), nodePort %q", podCIDR, err, nodePort)
+	}
+	nodeAddr := net.JoinHostPort(cidr.Addr().Next().String(), nodePort)
+	httpClient := &http.Client{Timeout: 5 * time.Second}
 	servedBy := func() (map[string]int, error) {
 		seen := map[string]int{}
 		for range 12 {
@@ -121,6 +135,16 @@ func TestReadinessDecidesDNSAndServiceTraffic(t *testing.T) {
 				return nil, fmt.Errorf("wget rdvip: %v %q", err, out)
 			}
 			seen[strings.TrimSpace(out)]++
+			resp, err := httpClient.Get("http://" + nodeAddr)
+			if err != nil {
+				return nil, fmt.Errorf("NodePort %s: %v", nodeAddr, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return nil, err
+			}
+			seen[strings.TrimSpace(string(body))]++
 		}
 		return seen, nil
 	}
@@ -140,7 +164,7 @@ func TestReadinessDecidesDNSAndServiceTraffic(t *testing.T) {
 	expectAnswer("rd-1 out of the headless answer once not ready", "rd", "rd-0")
 	eventually(t, 30*time.Second, "only rd-0 serves the ClusterIP", func() error {
 		seen, err := servedBy()
-		if err != nil || len(seen) != 1 || seen["rd-0"] != 12 {
+		if err != nil || len(seen) != 1 || seen["rd-0"] != 24 {
 			return fmt.Errorf("served by %v (%v), want rd-0 alone", seen, err)
 		}
 		return nil
@@ -151,7 +175,7 @@ func TestReadinessDecidesDNSAndServiceTraffic(t *testing.T) {
 	}
 	expectAnswer("rd-1 back in the answer with publishNotReadyAddresses", "rd", "rd-0", "rd-1")
 	expectAnswer("rd-1's own name with publishNotReadyAddresses", "rd-1.rd", "rd-1")
-	if seen, err := servedBy(); err != nil || len(seen) != 1 || seen["rd-0"] != 12 {
+	if seen, err := servedBy(); err != nil || len(seen) != 1 || seen["rd-0"] != 24 {
 		t.Errorf("the ClusterIP Service, which does not publish unready pods: served by %v (%v), want rd-0 alone", seen, err)
 	}
 
