@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +49,27 @@ type NodeRuntime struct {
 	byID      map[string]*runtime.Container
 	images    map[string]string // container id → image ID
 	refreshed map[types.UID]time.Time
+	tokens    map[tokenKey]podToken
+}
+
+// tokenKey names one service account token projection of one pod.
+type tokenKey struct {
+	pod  types.UID
+	path string // the projected file: a pod may project several tokens
+}
+
+// podToken is a token written to a pod's volume, kept so that refreshing
+// the volume's other files does not ask for a new token each time.
+type podToken struct {
+	token     string
+	renewAt   time.Time
+	audiences string
+}
+
+// tokenRenewal is when the kubelet's token manager replaces a token: past
+// 80% of its lifetime, or once it is a day old.
+func tokenRenewal(issued, expires time.Time) time.Time {
+	return issued.Add(min(expires.Sub(issued)*8/10, 24*time.Hour))
 }
 
 func (n *NodeRuntime) podDir(pod *corev1.Pod) string {
@@ -76,6 +96,11 @@ func (n *NodeRuntime) EnsureSandbox(_ context.Context, pod *corev1.Pod) (string,
 func (n *NodeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
 	n.mu.Lock()
 	delete(n.refreshed, pod.UID)
+	for k := range n.tokens {
+		if k.pod == pod.UID {
+			delete(n.tokens, k)
+		}
+	}
 	n.mu.Unlock()
 	if err := n.Network.Detach(string(pod.UID)); err != nil {
 		return err
@@ -230,6 +255,7 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 func (n *NodeRuntime) initMaps() {
 	if n.byID == nil {
 		n.byID, n.images, n.refreshed = map[string]*runtime.Container{}, map[string]string{}, map[types.UID]time.Time{}
+		n.tokens = map[tokenKey]podToken{}
 	}
 }
 
@@ -440,29 +466,18 @@ func (n *NodeRuntime) volumePath(ctx context.Context, pod *corev1.Pod, vol *core
 
 // projected gathers a projected volume's files: the service account token
 // every pod gets (kube-api-access-*), the cluster CA, downward API fields.
-// The token is not refreshed yet: it lives as long as the API server
-// issues it for (an hour or more).
+// A token is asked for once and again when due (tokenRenewal), as the
+// kubelet does.
 func (n *NodeRuntime) projected(ctx context.Context, pod *corev1.Pod, p *corev1.ProjectedVolumeSource) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	for _, src := range p.Sources {
 		switch {
 		case src.ServiceAccountToken != nil:
-			req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-				ExpirationSeconds: src.ServiceAccountToken.ExpirationSeconds,
-				BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-			}}
-			if a := src.ServiceAccountToken.Audience; a != "" {
-				req.Spec.Audiences = []string{a}
-			}
-			sa := pod.Spec.ServiceAccountName
-			if sa == "" {
-				sa = "default"
-			}
-			tok, err := n.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+			token, err := n.serviceAccountToken(ctx, pod, src.ServiceAccountToken)
 			if err != nil {
-				return nil, fmt.Errorf("service account token: %w", err)
+				return nil, err
 			}
-			files[src.ServiceAccountToken.Path] = []byte(tok.Status.Token)
+			files[src.ServiceAccountToken.Path] = []byte(token)
 		case src.ConfigMap != nil:
 			cm, err := n.Client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{})
 			if err != nil {
@@ -607,12 +622,12 @@ func writeProjected(dir string, data map[string][]byte, items []corev1.KeyToPath
 // downward API volumes are brought up to date.
 const refreshInterval = 10 * time.Second
 
-// RefreshVolumes rewrites the pod's configMap, secret and downwardAPI
-// volumes (and projected ones without a service account token, which is
-// not renewed yet) from what the API holds now, at most once every
+// RefreshVolumes rewrites the pod's configMap, secret, downwardAPI and
+// projected volumes from what the API holds now, at most once every
 // refreshInterval: a ConfigMap's change reaches the running containers
-// without a restart, as with the kubelet. Volumes mounted with subPath
-// keep the version they started with, as upstream.
+// without a restart, and a service account token is replaced before it
+// expires, as with the kubelet. Volumes mounted with subPath keep the
+// version they started with, as upstream.
 func (n *NodeRuntime) RefreshVolumes(ctx context.Context, pod *corev1.Pod) error {
 	n.mu.Lock()
 	n.initMaps()
@@ -626,8 +641,7 @@ func (n *NodeRuntime) RefreshVolumes(ctx context.Context, pod *corev1.Pod) error
 	for i := range pod.Spec.Volumes {
 		vol := &pod.Spec.Volumes[i]
 		switch {
-		case vol.ConfigMap != nil, vol.Secret != nil, vol.DownwardAPI != nil:
-		case vol.Projected != nil && !slices.ContainsFunc(vol.Projected.Sources, func(s corev1.VolumeProjection) bool { return s.ServiceAccountToken != nil }):
+		case vol.ConfigMap != nil, vol.Secret != nil, vol.DownwardAPI != nil, vol.Projected != nil:
 		default:
 			continue
 		}
@@ -639,6 +653,39 @@ func (n *NodeRuntime) RefreshVolumes(ctx context.Context, pod *corev1.Pod) error
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// serviceAccountToken is the token of a projection: the one written
+// before while it is not due for renewal, else a new one bound to the pod.
+func (n *NodeRuntime) serviceAccountToken(ctx context.Context, pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection) (string, error) {
+	key := tokenKey{pod: pod.UID, path: src.Path}
+	n.mu.Lock()
+	n.initMaps()
+	cached, ok := n.tokens[key]
+	n.mu.Unlock()
+	if ok && cached.audiences == src.Audience && time.Now().Before(cached.renewAt) {
+		return cached.token, nil
+	}
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: src.ExpirationSeconds,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+	}}
+	if src.Audience != "" {
+		req.Spec.Audiences = []string{src.Audience}
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	issued := time.Now()
+	tok, err := n.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("service account token: %w", err)
+	}
+	n.mu.Lock()
+	n.tokens[key] = podToken{token: tok.Status.Token, renewAt: tokenRenewal(issued, tok.Status.ExpirationTimestamp.Time), audiences: src.Audience}
+	n.mu.Unlock()
+	return tok.Status.Token, nil
 }
 
 func (n *NodeRuntime) container(id string) (*runtime.Container, error) {

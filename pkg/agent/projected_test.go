@@ -1,12 +1,19 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 )
 
@@ -82,5 +89,57 @@ func TestSubPathSource(t *testing.T) {
 	}
 	if src, err := subPathSource(vol, "../../etc"); err != nil || !strings.HasPrefix(src, vol) {
 		t.Errorf("subPath ../../etc: %s %v, want kept inside the volume", src, err)
+	}
+}
+
+func TestTokenRenewal(t *testing.T) {
+	issued := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		lifetime, renewAfter time.Duration
+	}{
+		{time.Hour, 48 * time.Minute},
+		{10 * time.Minute, 8 * time.Minute},
+		{365 * 24 * time.Hour, 24 * time.Hour}, // the API server's extended tokens
+	} {
+		if got := tokenRenewal(issued, issued.Add(tt.lifetime)).Sub(issued); got != tt.renewAfter {
+			t.Errorf("a token for %v renewed after %v, want %v", tt.lifetime, got, tt.renewAfter)
+		}
+	}
+}
+
+// TestServiceAccountTokenReusedUntilDue: refreshing a projected volume
+// every few seconds keeps its token until it is due, then asks for a new one.
+func TestServiceAccountTokenReusedUntilDue(t *testing.T) {
+	client := fake.NewClientset()
+	var issued int
+	client.PrependReactor("create", "serviceaccounts", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() != "token" {
+			return false, nil, nil
+		}
+		issued++
+		req := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest).DeepCopy()
+		req.Status.Token = fmt.Sprintf("token-%d", issued)
+		req.Status.ExpirationTimestamp = metav1.NewTime(time.Now().Add(time.Duration(*req.Spec.ExpirationSeconds) * time.Second))
+		return true, req, nil
+	})
+	n := &NodeRuntime{Client: client}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-0", UID: "uid-0"}}
+	src := &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}
+
+	for range 3 {
+		token, err := n.serviceAccountToken(t.Context(), pod, src)
+		if err != nil || token != "token-1" {
+			t.Fatalf("token %q, %v; want token-1 reused", token, err)
+		}
+	}
+	key := tokenKey{pod: pod.UID, path: "token"}
+	due := n.tokens[key]
+	if left := time.Until(due.renewAt); left < 47*time.Minute || left > 49*time.Minute {
+		t.Errorf("renewal in %v, want about 48 min (80%% of an hour)", left)
+	}
+	due.renewAt = time.Now().Add(-time.Second)
+	n.tokens[key] = due
+	if token, err := n.serviceAccountToken(t.Context(), pod, src); err != nil || token != "token-2" {
+		t.Errorf("once due: token %q, %v; want a new one", token, err)
 	}
 }
