@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -624,9 +625,10 @@ const refreshInterval = 10 * time.Second
 
 // RefreshVolumes rewrites the pod's configMap, secret, downwardAPI and
 // projected volumes from what the API holds now, at most once every
-// refreshInterval: a ConfigMap's change reaches the running containers
-// without a restart, and a service account token is replaced before it
-// expires, as with the kubelet. Volumes mounted with subPath keep the
+// refreshInterval (a projected volume with a token, when the token is due):
+// a ConfigMap's change reaches the running containers without a restart,
+// and a service account token is replaced before it expires, as with the
+// kubelet. Volumes mounted with subPath keep the
 // version they started with, as upstream.
 func (n *NodeRuntime) RefreshVolumes(ctx context.Context, pod *corev1.Pod) error {
 	n.mu.Lock()
@@ -641,8 +643,14 @@ func (n *NodeRuntime) RefreshVolumes(ctx context.Context, pod *corev1.Pod) error
 	for i := range pod.Spec.Volumes {
 		vol := &pod.Spec.Volumes[i]
 		switch {
-		case vol.ConfigMap != nil, vol.Secret != nil, vol.DownwardAPI != nil, vol.Projected != nil:
+		case vol.ConfigMap != nil, vol.Secret != nil, vol.DownwardAPI != nil:
+		case vol.Projected != nil && n.tokenDue(pod, vol.Projected):
+		case vol.Projected != nil && !hasToken(vol.Projected):
 		default:
+			// Every pod's kube-api-access volume has a token: it is
+			// rewritten with its token, not every refreshInterval,
+			// which would cost the API server a read per pod and
+			// interval for a CA that seldom changes.
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(n.podDir(pod), "volumes", vol.Name)); err != nil {
@@ -653,6 +661,25 @@ func (n *NodeRuntime) RefreshVolumes(ctx context.Context, pod *corev1.Pod) error
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func hasToken(p *corev1.ProjectedVolumeSource) bool {
+	return slices.ContainsFunc(p.Sources, func(s corev1.VolumeProjection) bool { return s.ServiceAccountToken != nil })
+}
+
+// tokenDue reports whether a token of the projection is due for renewal.
+func (n *NodeRuntime) tokenDue(pod *corev1.Pod, p *corev1.ProjectedVolumeSource) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, src := range p.Sources {
+		if src.ServiceAccountToken == nil {
+			continue
+		}
+		if cached, ok := n.tokens[tokenKey{pod: pod.UID, path: src.ServiceAccountToken.Path}]; !ok || !time.Now().Before(cached.renewAt) {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceAccountToken is the token of a projection: the one written

@@ -132,6 +132,10 @@ func TestServiceAccountTokenReusedUntilDue(t *testing.T) {
 			t.Fatalf("token %q, %v; want token-1 reused", token, err)
 		}
 	}
+	volume := &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{ServiceAccountToken: src}}}
+	if n.tokenDue(pod, volume) {
+		t.Error("a fresh token is due: its volume would be rewritten every refresh")
+	}
 	key := tokenKey{pod: pod.UID, path: "token"}
 	due := n.tokens[key]
 	if left := time.Until(due.renewAt); left < 47*time.Minute || left > 49*time.Minute {
@@ -139,6 +143,9 @@ func TestServiceAccountTokenReusedUntilDue(t *testing.T) {
 	}
 	due.renewAt = time.Now().Add(-time.Second)
 	n.tokens[key] = due
+	if !n.tokenDue(pod, volume) {
+		t.Error("a token past its renewal time is not due")
+	}
 	if token, err := n.serviceAccountToken(t.Context(), pod, src); err != nil || token != "token-2" {
 		t.Errorf("once due: token %q, %v; want a new one", token, err)
 	}

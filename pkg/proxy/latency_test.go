@@ -58,17 +58,9 @@ func BenchmarkEndpointChangeToRules(b *testing.B) {
 			benchmarkEndpointChange(b, nft, services)
 		})
 		b.Run(fmt.Sprintf("nft=real/services=%d", services), func(b *testing.B) {
-			ns := netnstest.New(b, fmt.Sprintf("stead-proxy-bench-%d", os.Getpid()))
-			var real knftables.Interface
-			var err error
-			netnstest.Run(b, ns, func() { real, err = NewNFTables(DefaultTable) })
-			if err != nil {
-				b.Fatal(err)
-			}
+			ns, real := nftInNamespace(b, "stead-proxy-bench")
 			nft := &signallingNFT{Interface: real, runs: make(chan string, 100)}
 			nft.run = func(ctx context.Context, tx *knftables.Transaction) error {
-				// The nft process joins the namespace of the thread that
-				// starts it.
 				return netnstest.Do(ns, func() error { return real.Run(ctx, tx) })
 			}
 			benchmarkEndpointChange(b, nft, services)
@@ -129,4 +121,19 @@ func awaitRules(b *testing.B, nft *signallingNFT, want string) {
 			b.Fatalf("no transaction with %q in 30 s", want)
 		}
 	}
+}
+
+// nftInNamespace makes a network namespace for the test and the proxy's
+// nft in it. Run transactions inside the namespace (netnstest.Run or Do):
+// the nft process joins the namespace of the thread that starts it.
+func nftInNamespace(t testing.TB, name string) (string, knftables.Interface) {
+	t.Helper()
+	ns := netnstest.New(t, fmt.Sprintf("%s-%d", name, os.Getpid()))
+	var nft knftables.Interface
+	var err error
+	netnstest.Run(t, ns, func() { nft, err = NewNFTables(DefaultTable) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, nft
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -241,13 +240,8 @@ func TestPartialSyncsMatchARebuild(t *testing.T) {
 		{name: "everything gone", partial: true, rs: ruleSet{hostPorts: hp}},
 	}
 
-	ns := netnstest.New(t, fmt.Sprintf("stead-proxy-partial-%d", os.Getpid()))
-	var real knftables.Interface
+	ns, real := nftInNamespace(t, "stead-proxy-partial")
 	var err error
-	netnstest.Run(t, ns, func() { real, err = NewNFTables(DefaultTable) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	realNFT := &countingNFT{Interface: real}
 	fakeNFT := &countingNFT{Interface: knftables.NewFake(knftables.IPv4Family, DefaultTable)}
 	inNamespace := &Proxy{nft: realNFT}
