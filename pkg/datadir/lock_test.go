@@ -31,9 +31,9 @@ func TestAcquireIsExclusiveAndReleasable(t *testing.T) {
 }
 
 func TestLockDiesWithItsProcess(t *testing.T) {
-	dir := t.TempDir()
 	// A child takes the lock with flock(1)-like semantics and is killed;
-	// the lock must be free afterwards without any cleanup.
+	// the lock must be free afterwards without any cleanup. (The child
+	// makes no temporary dir: killed, it could not remove one.)
 	if os.Getenv("STEAD_LOCK_CHILD") != "" {
 		if _, err := Acquire(os.Getenv("STEAD_LOCK_CHILD")); err != nil {
 			os.Exit(3)
@@ -41,6 +41,7 @@ func TestLockDiesWithItsProcess(t *testing.T) {
 		os.Stdout.WriteString("locked\n")
 		select {}
 	}
+	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLockDiesWithItsProcess$")
 	cmd.Env = append(os.Environ(), "STEAD_LOCK_CHILD="+dir)
 	out, err := cmd.StdoutPipe()
