@@ -119,6 +119,7 @@ func runAgent(ctx context.Context, dataDir string, f *agentFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ignoreBrokenPipe()
 	progress := func(line string) { fmt.Fprintln(os.Stderr, "stead: "+line) }
 
 	creds, err := join.Join(ctx, f.server, token, filepath.Join(dataDir, "agent"), f.node.nodeName)

@@ -5,7 +5,9 @@ import (
 	"io"
 	"log"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	"google.golang.org/grpc/grpclog"
 	"k8s.io/klog/v2"
@@ -36,3 +38,12 @@ func setupLogging(path string, verbosity int) (func(), error) {
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, f, f))
 	return func() { klog.Flush(); f.Close() }, nil
 }
+
+// ignoreBrokenPipe keeps a long-running stead alive when whatever reads
+// its progress lines (a pipe, a terminal's session) is gone: Go kills a
+// program that writes to a broken stdout or stderr unless SIGPIPE is
+// notified, and stead would die mid-stop instead of stopping cleanly (or
+// cleaning up, with --cleanup). Its writes then just fail with EPIPE.
+// Notify, not signal.Ignore: an ignored signal stays ignored in the
+// processes stead starts, the pods' among them.
+func ignoreBrokenPipe() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) }

@@ -103,6 +103,7 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ignoreBrokenPipe()
 
 	began := time.Now()
 	cfg := f.cfg

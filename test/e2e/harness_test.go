@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -193,6 +194,13 @@ func (c *cluster) start() {
 }
 
 func (c *cluster) startNoWait() error {
+	if c.cmd != nil {
+		select {
+		case <-c.exited:
+		default:
+			return errors.New("stead already runs for this cluster: stop it before starting it again")
+		}
+	}
 	var args []string
 	switch c.command {
 	case "", "up", "server":
@@ -207,6 +215,10 @@ func (c *cluster) startNoWait() error {
 	c.stderr = &syncBuffer{}
 	c.cmd.Stdout = c.stderr
 	c.cmd.Stderr = c.stderr
+	// stead stops if this process dies first (SIGTERM as its Ctrl-C).
+	// Pdeathsig follows the thread that forks, which Go keeps for the
+	// process's life unless a goroutine locked it and ended.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	c.exited = make(chan struct{})
 	if err := c.cmd.Start(); err != nil {
 		return err
@@ -348,7 +360,10 @@ func sharedCluster(t *testing.T) *cluster {
 			sharedErr = err
 			return
 		}
-		shared = &cluster{t: t, dataDir: dir, port: freePort(t), extra: nodeFlags(t)}
+		// --cleanup: if this process dies before it stops the cluster
+		// (a panic in a test), the SIGTERM that stead then gets
+		// (Pdeathsig) leaves nothing of it on the machine.
+		shared = &cluster{t: t, dataDir: dir, port: freePort(t), extra: append(nodeFlags(t), "--cleanup")}
 		if sharedErr = shared.startNoWait(); sharedErr == nil {
 			sharedErr = shared.waitUp(2 * time.Minute)
 		}
