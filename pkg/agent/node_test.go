@@ -19,6 +19,21 @@ func testConfig(rt *RuntimeStatus) Config {
 	}
 }
 
+// registeredNode is a Node of testConfig(rt) that has registered with a
+// fake API server.
+func registeredNode(t *testing.T, rt *RuntimeStatus) (*Node, *fake.Clientset) {
+	t.Helper()
+	client := fake.NewClientset()
+	n, err := NewNode(client, testConfig(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return n, client
+}
+
 func readyCondition(t *testing.T, node *corev1.Node) corev1.NodeCondition {
 	t.Helper()
 	for _, c := range node.Status.Conditions {
@@ -33,14 +48,7 @@ func readyCondition(t *testing.T, node *corev1.Node) corev1.NodeCondition {
 func TestRegister(t *testing.T) {
 	ctx := context.Background()
 	rt := &RuntimeStatus{Ready: false, Reason: "RuntimeNotBuilt", Message: "no pod runtime"}
-	client := fake.NewClientset()
-	n, err := NewNode(client, testConfig(rt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n, client := registeredNode(t, rt)
 	node, err := client.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -86,14 +94,7 @@ func TestRegister(t *testing.T) {
 
 func TestLeaseIsCreatedThenRenewed(t *testing.T) {
 	ctx := context.Background()
-	client := fake.NewClientset()
-	n, err := NewNode(client, testConfig(&RuntimeStatus{Ready: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n, client := registeredNode(t, &RuntimeStatus{Ready: true})
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, at := range []time.Time{t0, t0.Add(10 * time.Second)} {
 		n.now = func() time.Time { return at }
@@ -134,14 +135,7 @@ func TestNodeNameValidation(t *testing.T) {
 func TestStatusRewrittenWhenTheServerMarkedTheNodeUnknown(t *testing.T) {
 	ctx := context.Background()
 	rt := &RuntimeStatus{Ready: true}
-	client := fake.NewClientset()
-	n, err := NewNode(client, testConfig(rt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n, client := registeredNode(t, rt)
 	node, _ := client.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
 	before := len(client.Actions())
 	if err := n.updateStatus(ctx, node, false); err != nil {
@@ -156,7 +150,7 @@ func TestStatusRewrittenWhenTheServerMarkedTheNodeUnknown(t *testing.T) {
 			node.Status.Conditions[i].Status, node.Status.Conditions[i].Reason = corev1.ConditionUnknown, "NodeStatusUnknown"
 		}
 	}
-	node, err = client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	node, err := client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
