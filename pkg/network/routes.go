@@ -75,10 +75,6 @@ func syncRoutes(self string, lister corelisters.NodeLister) error {
 // ApplyRoutes makes stead's routes exactly want: each added or replaced,
 // and stead's routes not in want removed.
 func ApplyRoutes(want []NodeRoute) error {
-	have, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol, Table: 254}, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return fmt.Errorf("list routes: %w", err)
-	}
 	wanted := map[netip.Prefix]bool{}
 	var errs []error
 	for _, r := range want {
@@ -92,25 +88,19 @@ func ApplyRoutes(want []NodeRoute) error {
 			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.CIDR, r.Via, err))
 		}
 	}
-	for _, r := range have {
-		if r.Dst == nil {
-			continue
-		}
-		dst, ok := netip.AddrFromSlice(r.Dst.IP.To4())
-		ones, _ := r.Dst.Mask.Size()
-		if ok && wanted[netip.PrefixFrom(dst, ones)] {
-			continue
-		}
-		if err := netlink.RouteDel(&r); err != nil {
-			errs = append(errs, fmt.Errorf("remove stale route %s: %w", r.Dst, err))
-		}
-	}
+	errs = append(errs, removeRoutes(func(dst netip.Prefix) bool { return !wanted[dst] }))
 	return errors.Join(errs...)
 }
 
 // RemoveRoutes removes stead's routes to pod ranges within clusterCIDR, for
 // a node that leaves this machine (--cleanup); other clusters' are kept.
 func RemoveRoutes(clusterCIDR netip.Prefix) error {
+	return removeRoutes(func(dst netip.Prefix) bool { return clusterCIDR.Contains(dst.Addr()) })
+}
+
+// removeRoutes removes stead's routes whose destination remove selects (an
+// invalid prefix for one that is not IPv4).
+func removeRoutes(remove func(dst netip.Prefix) bool) error {
 	have, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol, Table: 254}, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
@@ -120,7 +110,12 @@ func RemoveRoutes(clusterCIDR netip.Prefix) error {
 		if r.Dst == nil {
 			continue
 		}
-		if dst, ok := netip.AddrFromSlice(r.Dst.IP.To4()); !ok || !clusterCIDR.Contains(dst) {
+		var dst netip.Prefix
+		if addr, ok := netip.AddrFromSlice(r.Dst.IP.To4()); ok {
+			ones, _ := r.Dst.Mask.Size()
+			dst = netip.PrefixFrom(addr, ones)
+		}
+		if !remove(dst) {
 			continue
 		}
 		if err := netlink.RouteDel(&r); err != nil {
