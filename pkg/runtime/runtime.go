@@ -163,24 +163,18 @@ func validateID(id string) error {
 // node fences itself, from a process other than the stead that started
 // the containers, and it leaves their records for that stead to reap.
 func KillAll(root string) (killed int, err error) {
-	entries, err := os.ReadDir(filepath.Join(root, "state"))
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	} else if err != nil {
+	containers, err := stateContainers(root)
+	if err != nil {
 		return 0, err
 	}
 	var errs []error
-	for _, e := range entries {
-		lc, err := libcontainer.Load(filepath.Join(root, "state"), e.Name())
-		if err != nil {
-			continue // being created or removed
-		}
+	for _, lc := range containers {
 		status, err := lc.Status()
 		if err != nil || status == libcontainer.Stopped {
 			continue
 		}
 		if err := lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
-			errs = append(errs, fmt.Errorf("kill container %s: %w", e.Name(), err))
+			errs = append(errs, fmt.Errorf("kill container %s: %w", lc.ID(), err))
 			continue
 		}
 		killed++
@@ -198,24 +192,18 @@ func DestroyAll(root string, timeout time.Duration) error {
 		if _, err := KillAll(root); err != nil {
 			return err
 		}
-		entries, err := os.ReadDir(filepath.Join(root, "state"))
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		} else if err != nil {
+		containers, err := stateContainers(root)
+		if err != nil {
 			return err
 		}
 		running := 0
-		for _, e := range entries {
-			lc, err := libcontainer.Load(filepath.Join(root, "state"), e.Name())
-			if err != nil {
-				continue
-			}
+		for _, lc := range containers {
 			if status, err := lc.Status(); err != nil || status != libcontainer.Stopped {
 				running++
 				continue
 			}
 			if err := lc.Destroy(); err != nil {
-				return fmt.Errorf("remove container %s: %w", e.Name(), err)
+				return fmt.Errorf("remove container %s: %w", lc.ID(), err)
 			}
 		}
 		if running == 0 {
@@ -226,4 +214,22 @@ func DestroyAll(root string, timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// stateContainers loads every container that libcontainer keeps state for
+// under root, but those being created or removed.
+func stateContainers(root string) ([]*libcontainer.Container, error) {
+	entries, err := os.ReadDir(filepath.Join(root, "state"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var containers []*libcontainer.Container
+	for _, e := range entries {
+		if lc, err := libcontainer.Load(filepath.Join(root, "state"), e.Name()); err == nil {
+			containers = append(containers, lc)
+		}
+	}
+	return containers, nil
 }
