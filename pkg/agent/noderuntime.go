@@ -62,9 +62,9 @@ type tokenKey struct {
 // podToken is a token written to a pod's volume, kept so that refreshing
 // the volume's other files does not ask for a new token each time.
 type podToken struct {
-	token     string
-	renewAt   time.Time
-	audiences string
+	token    string
+	renewAt  time.Time
+	audience string
 }
 
 // tokenRenewal is when the kubelet's token manager replaces a token: past
@@ -690,7 +690,7 @@ func (n *NodeRuntime) serviceAccountToken(ctx context.Context, pod *corev1.Pod, 
 	n.initMaps()
 	cached, ok := n.tokens[key]
 	n.mu.Unlock()
-	if ok && cached.audiences == src.Audience && time.Now().Before(cached.renewAt) {
+	if ok && cached.audience == src.Audience && time.Now().Before(cached.renewAt) {
 		return cached.token, nil
 	}
 	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
@@ -710,7 +710,7 @@ func (n *NodeRuntime) serviceAccountToken(ctx context.Context, pod *corev1.Pod, 
 		return "", fmt.Errorf("service account token: %w", err)
 	}
 	n.mu.Lock()
-	n.tokens[key] = podToken{token: tok.Status.Token, renewAt: tokenRenewal(issued, tok.Status.ExpirationTimestamp.Time), audiences: src.Audience}
+	n.tokens[key] = podToken{token: tok.Status.Token, renewAt: tokenRenewal(issued, tok.Status.ExpirationTimestamp.Time), audience: src.Audience}
 	n.mu.Unlock()
 	return tok.Status.Token, nil
 }
