@@ -34,8 +34,9 @@ func proxyTable(bridge string) string {
 func removeNode(ctx context.Context, dataDir string, o nodeOptions, clusterCIDR netip.Prefix) error {
 	var errs []error
 	// The fence keeper outlives the agent by design; it would only kill
-	// what is killed here anyway.
-	if _, _, pidFile := fenceKeeperFiles(dataDir); pidFile != "" {
+	// what is killed here anyway. Its pid file is trusted only while it
+	// holds its lock: a pid from an older run may be another process's now.
+	if _, _, pidFile := fenceKeeperFiles(dataDir); fenceKeeperRuns(dataDir) {
 		if data, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
 				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {

@@ -70,12 +70,8 @@ func ensureFenceKeeper(dataDir string) error {
 	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
 		return err
 	}
-	if lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		busy := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
-		lock.Close() // releases the probe's lock, if it got it
-		if busy {
-			return nil
-		}
+	if fenceKeeperRuns(dataDir) {
+		return nil
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -94,4 +90,16 @@ func ensureFenceKeeper(dataDir string) error {
 	}
 	// Not waited for: it outlives this process, and init reaps it.
 	return cmd.Process.Release()
+}
+
+// fenceKeeperRuns reports whether the node's fence keeper runs: it holds
+// its lock file for as long as it lives.
+func fenceKeeperRuns(dataDir string) bool {
+	_, lockPath, _ := fenceKeeperFiles(dataDir)
+	lock, err := os.OpenFile(lockPath, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer lock.Close() // releases the probe's lock, if it got it
+	return unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
 }
