@@ -128,6 +128,7 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 			return err
 		}
 	}
+	collectForIdle()
 	kubeconfig := srv.Config().KubeconfigPath
 	fmt.Fprintf(os.Stderr, "stead: up in %.2fs. Kubeconfig: %s\n", time.Since(began).Seconds(), kubeconfig)
 	fmt.Fprintf(os.Stderr, "stead: try   %s\n", kubectlHint(dataDir, kubeconfig))

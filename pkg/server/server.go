@@ -129,6 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("--write-kubeconfig %s: %w", cfg.KubeconfigPath, err)
 	}
 
+	shareETCDConnections()
 	s.goRun(runCtx, "kube-apiserver", func(ctx context.Context) error {
 		return runAPIServer(ctx, s.apiServerArgs(etcdServers, etcdCA, etcdCert, etcdKey))
 	})

@@ -66,6 +66,33 @@ data: {k: v1}
 	}
 }
 
+// The binary is built without Go-plugin support for kustomize (Makefile);
+// kubectl's kustomize must still work as it does in the stock kubectl.
+func TestApplyKustomization(t *testing.T) {
+	c := sharedCluster(t)
+	dir := t.TempDir()
+	kustomization := `namespace: kustomized
+namePrefix: dev-
+resources: [namespace.yaml]
+configMapGenerator:
+- name: settings
+  literals: [mode=fast]
+  options: {disableNameSuffixHash: true}
+`
+	namespace := "apiVersion: v1\nkind: Namespace\nmetadata: {name: kustomized}\n"
+	for name, text := range map[string]string{"kustomization.yaml": kustomization, "namespace.yaml": namespace} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.mustKubectl("", "apply", "-k", dir)
+	out := c.mustKubectl("", "-n", "kustomized", "get", "configmap", "dev-settings", "-o", "jsonpath={.data.mode}")
+	if out != "fast" {
+		t.Fatalf("dev-settings: data.mode = %q, want fast", out)
+	}
+	c.mustKubectl("", "delete", "-k", dir, "--wait=false")
+}
+
 func TestDeploymentGetsReplicaSet(t *testing.T) {
 	c := sharedCluster(t)
 	c.mustKubectl("", "create", "deployment", "web", "--image=nginx:1.9.1", "--replicas=2")

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	etcdkubernetes "go.etcd.io/etcd/client/v3/kubernetes"
+	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/apiserver/pkg/storage"
+	etcdfeature "k8s.io/apiserver/pkg/storage/feature"
+	"k8s.io/apiserver/pkg/storage/storagebackend"
+)
+
+// plainEtcd runs an etcd of the test's own on loopback, without TLS.
+func plainEtcd(t *testing.T) string {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = t.TempDir()
+	cfg.LogLevel = "error"
+	loopback := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{loopback}, []url.URL{loopback}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{loopback}, []url.URL{loopback}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("etcd not ready after 30s")
+	}
+	return "http://" + e.Clients[0].Addr().String()
+}
+
+func TestStoresShareOneETCDConnection(t *testing.T) {
+	transport := storagebackend.TransportConfig{ServerList: []string{plainEtcd(t)}}
+	dials := 0
+	connections := &etcdConnections{
+		dial: func(c storagebackend.TransportConfig) (*etcdkubernetes.Client, error) {
+			dials++
+			return etcdkubernetes.New(clientv3.Config{Endpoints: c.ServerList, DialTimeout: 10 * time.Second})
+		},
+		shared: map[string]*etcdConnection{},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var clients []*etcdkubernetes.Client
+	for range 3 {
+		c, err := connections.client(transport)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	if dials != 1 {
+		t.Fatalf("3 clients dialled %d connections, want 1", dials)
+	}
+	shared := connections.shared[fmt.Sprintf("%v", transport)].client
+
+	// Each client watches on a stream of its own: closing the first ends
+	// its watch, and neither the others' nor their reads and writes.
+	watches := make([]clientv3.WatchChan, len(clients))
+	for i, c := range clients {
+		watches[i] = c.Watch(ctx, "/k", clientv3.WithPrefix())
+	}
+	if _, err := clients[1].Put(ctx, "/k/before", "1"); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range watches {
+		if got := nextKey(t, w); got != "/k/before" {
+			t.Fatalf("client %d watched %q, want /k/before", i, got)
+		}
+	}
+	clients[0].Close()
+	if _, err := clients[2].Put(ctx, "/k/after", "2"); err != nil {
+		t.Fatalf("a put after another client closed: %v", err)
+	}
+	for i, w := range watches[1:] {
+		if got := nextKey(t, w); got != "/k/after" {
+			t.Fatalf("client %d watched %q after client 0 closed, want /k/after", i+1, got)
+		}
+	}
+	if _, ok := <-watches[0]; ok {
+		t.Fatal("the closed client's watch still delivers")
+	}
+	if shared.Ctx().Err() != nil {
+		t.Fatal("the shared connection closed with its first client")
+	}
+
+	clients[1].Close()
+	clients[2].Close()
+	if shared.Ctx().Err() == nil {
+		t.Fatal("the shared connection outlived its last client")
+	}
+	if len(connections.shared) != 0 {
+		t.Fatalf("%d connections still listed after their last client closed", len(connections.shared))
+	}
+	c, err := connections.client(transport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if dials != 2 {
+		t.Fatalf("a client after the last one closed dialled %d times in all, want 2", dials)
+	}
+	if _, err := c.Client.Get(ctx, "/k/after"); err != nil {
+		t.Fatalf("get on a connection dialled again: %v", err)
+	}
+
+	// The stores' own clients have no endpoints to check the watch-progress
+	// feature on; the shared connection is checked in their place.
+	deadline := time.Now().Add(10 * time.Second)
+	for !etcdfeature.DefaultFeatureSupportChecker.Supports(storage.RequestWatchProgress) {
+		if time.Now().After(deadline) {
+			t.Fatal("RequestWatchProgress not known supported 10s after the connection was made")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAPIServerFactoryShares checks that shareETCDConnections reaches the
+// API server's storage factory: clients made through its constructor share
+// one TCP connection.
+func TestAPIServerFactoryShares(t *testing.T) {
+	endpoint := plainEtcd(t)
+	shareETCDConnections()
+	transport := storagebackend.TransportConfig{ServerList: []string{endpoint}}
+	for range 5 {
+		c, err := newETCD3Client(transport)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Client.Get(context.Background(), "/any"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := endpoint[strings.LastIndex(endpoint, ":")+1:]
+	if n := connectionsTo(t, port); n != 1 {
+		t.Fatalf("5 clients hold %d TCP connections to etcd, want 1", n)
+	}
+}
+
+// connectionsTo counts this process's established TCP connections to a
+// loopback port (given in decimal).
+func connectionsTo(t *testing.T, port string) int {
+	t.Helper()
+	var p int
+	if _, err := fmt.Sscan(port, &p); err != nil {
+		t.Fatal(err)
+	}
+	table, err := os.ReadFile("/proc/self/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := fmt.Sprintf("0100007F:%04X", p)
+	n := 0
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[2] == remote && f[3] == "01" { // 01: ESTABLISHED
+			n++
+		}
+	}
+	return n
+}
+
+func nextKey(t *testing.T, w clientv3.WatchChan) string {
+	t.Helper()
+	select {
+	case resp, ok := <-w:
+		if !ok || len(resp.Events) == 0 {
+			t.Fatalf("watch ended (%v, err %v)", ok, resp.Err())
+		}
+		return string(resp.Events[0].Kv.Key)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch event in 10s")
+	}
+	return ""
+}
