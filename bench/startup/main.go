@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,8 +47,8 @@ func run(stead string, runs int, idle time.Duration) error {
 		return err
 	}
 	results := map[string][]sample{}
-	var mem memoryUse
-	for i := range runs {
+	var mems []memoryUse
+	for range runs {
 		dir, err := os.MkdirTemp("", "stead-bench-")
 		if err != nil {
 			return err
@@ -60,7 +61,7 @@ func run(stead string, runs int, idle time.Duration) error {
 			return err
 		}
 		for _, kind := range []string{"cold", "warm"} {
-			measureIdle := kind == "warm" && i == runs-1
+			measureIdle := kind == "warm"
 			s, m, err := startOnce(stead, dir, port, measureIdle, idle)
 			if err != nil {
 				log, _ := os.ReadFile(filepath.Join(dir, "bench-up.log"))
@@ -68,7 +69,7 @@ func run(stead string, runs int, idle time.Duration) error {
 			}
 			results[kind] = append(results[kind], s)
 			if measureIdle {
-				mem = m
+				mems = append(mems, m)
 			}
 		}
 	}
@@ -82,8 +83,21 @@ func run(stead string, runs int, idle time.Duration) error {
 	// apart from the process's own memory; the first depends on how the
 	// page cache holds the binary as much as on what stead touches.
 	fmt.Printf("\n| memory after %v idle | RSS | anonymous (own) | file (binary's pages) | peak RSS |\n|---|---|---|---|---|\n", idle)
-	fmt.Printf("| stead up (no pods) | %d MB | %d MB | %d MB | %d MB |\n", mem.rss>>20, mem.anon>>20, mem.file>>20, mem.peak>>20)
+	fmt.Printf("| stead up (no pods), warm starts | %s | %s | %s | %s |\n",
+		megabytes(mems, func(m memoryUse) int64 { return m.rss }), megabytes(mems, func(m memoryUse) int64 { return m.anon }),
+		megabytes(mems, func(m memoryUse) int64 { return m.file }), megabytes(mems, func(m memoryUse) int64 { return m.peak }))
 	return nil
+}
+
+// megabytes gives the median, min and max of one figure of several
+// readings: the heap grows and shrinks between collections.
+func megabytes(mems []memoryUse, f func(memoryUse) int64) string {
+	v := make([]int64, len(mems))
+	for i := range mems {
+		v[i] = f(mems[i]) >> 20
+	}
+	slices.Sort(v)
+	return fmt.Sprintf("%d MB (%d-%d)", v[len(v)/2], v[0], v[len(v)-1])
 }
 
 func stats(s []sample, f func(sample) time.Duration) string {

@@ -87,7 +87,11 @@ func runAPIServer(ctx context.Context, args []string) error {
 //     in memory for a multi-tenant feature a one-binary cluster rarely uses;
 //   - attach-detach: stead's volumes are local and never attached;
 //   - storage-version-migrator and the ClusterTrustBundle publisher: serve
-//     API migrations and beta certificate bundles stead does not use.
+//     API migrations and beta certificate bundles stead does not use;
+//   - validatingadmissionpolicy-status: writes type-checking warnings into
+//     ValidatingAdmissionPolicies' status, and holds a second copy of every
+//     OpenAPI definition (about 10 MB) to do it. The policies themselves
+//     are enforced by the API server, with or without it.
 var disabledControllers = []string{
 	names.StatefulSetController,
 	names.HorizontalPodAutoscalerController,
@@ -95,6 +99,7 @@ var disabledControllers = []string{
 	names.PersistentVolumeAttachDetachController,
 	names.StorageVersionMigratorController,
 	names.KubeAPIServerClusterTrustBundlePublisherController,
+	names.ValidatingAdmissionPolicyStatusController,
 }
 
 func runControllerManager(ctx context.Context, args []string) error {
