@@ -111,7 +111,7 @@ func run(stead, coredns string, nServices, nHeadless int, duration time.Duration
 	}
 
 	steadDNS := fmt.Sprintf("127.0.0.1:%d", freePort())
-	up, err := start(stead, []string{"up", "--data-dir", dir, "--https-port", strconv.Itoa(freePort()), "--cluster-dns-listen", steadDNS}, filepath.Join(dir, "up.log"))
+	up, err := start(stead, []string{"up", "--cleanup", "--data-dir", dir, "--https-port", strconv.Itoa(freePort()), "--cluster-dns-listen", steadDNS}, filepath.Join(dir, "up.log"))
 	if err != nil {
 		return err
 	}

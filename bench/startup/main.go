@@ -115,7 +115,9 @@ func startOnce(stead, dir string, port int, measureIdle bool, idle time.Duration
 		return s, mem, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(stead, "up", "--data-dir", dir, "--https-port", strconv.Itoa(port))
+	// --cleanup: the node's bridge and rules go with each stop, as the
+	// data dir goes with the benchmark.
+	cmd := exec.Command(stead, "up", "--cleanup", "--data-dir", dir, "--https-port", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	began := time.Now()
 	if err := cmd.Start(); err != nil {
