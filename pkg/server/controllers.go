@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -9,6 +10,7 @@ import (
 
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/steadhq/stead/pkg/failover"
 	"github.com/steadhq/stead/pkg/join"
@@ -29,19 +31,41 @@ const statefulSetResync = 30 * time.Second
 
 // runSteadControllers runs stead's own control-plane controllers, in place
 // of the upstream ones disabledControllers turns off, under stead's
-// controller identity.
+// controller identity; with --leader-elect, only while this server holds
+// their Lease.
 func (s *Server) runSteadControllers(ctx context.Context) error {
 	client, err := kubernetes.NewForConfig(s.ControllerConfig())
 	if err != nil {
 		return err
 	}
+	if !s.cfg.LeaderElect {
+		return runSteadControllers(ctx, client, s.cfg.StatefulSetController)
+	}
+	// Renewals on a client of their own, which the controllers' requests
+	// cannot hold up behind its rate limit.
+	electionClient, err := kubernetes.NewForConfig(rest.AddUserAgent(s.ControllerConfig(), "leader-election"))
+	if err != nil {
+		return err
+	}
+	return runElected(ctx, electionClient, steadControllersLease, defaultElection, func(ctx context.Context) error {
+		return runSteadControllers(ctx, client, s.cfg.StatefulSetController)
+	})
+}
+
+func runSteadControllers(ctx context.Context, client kubernetes.Interface, statefulSetController string) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithCustomResyncConfig(map[metav1.Object]time.Duration{&appsv1.StatefulSet{}: statefulSetResync}))
+	// Everything stops before this returns: a server that loses its
+	// election gives the Lease up only then.
+	var running sync.WaitGroup
+	defer running.Wait()
+	defer factory.Shutdown()
 	runDNSEndpoints(ctx, client, factory)
 	approver := join.NewServingApprover(client, factory)
-	go approver.Run(ctx)
-	go failover.New(client, factory).Run(ctx)
-	if s.cfg.StatefulSetController == "none" {
+	running.Go(func() { approver.Run(ctx) })
+	fail := failover.New(client, factory)
+	running.Go(func() { fail.Run(ctx) })
+	if statefulSetController == "none" {
 		factory.Start(ctx.Done())
 		// Returning early would count as the component failing.
 		<-ctx.Done()

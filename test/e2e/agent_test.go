@@ -170,6 +170,20 @@ func TestAgentsJoinAndRoutePods(t *testing.T) {
 		t.Errorf("%d CSRs, want 4 (a client and a serving certificate per node):\n%s", n, csrs)
 	}
 
+	// A server elects itself to run stead's controllers, as it does for
+	// the controller manager and the scheduler: another server sharing
+	// its etcd would wait for the Lease.
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lease := range []string{"stead-controllers", "kube-controller-manager", "kube-scheduler"} {
+		holder := server.mustKubectl("", "-n", "kube-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")
+		if !strings.HasPrefix(holder, host+"_") {
+			t.Errorf("lease kube-system/%s held by %q, want this server (%s_…)", lease, holder, host)
+		}
+	}
+
 	server.mustKubectl(`apiVersion: v1
 kind: Service
 metadata: {name: web}
