@@ -76,6 +76,9 @@ type nodeCluster struct {
 	// selfFencing makes the node kill its pods when its Lease renewals
 	// stop (pkg/agent/fence.go), so that the server may fail them over.
 	selfFencing bool
+	// publishAPI, in `stead up`, makes the API server reachable from pods
+	// at the node's bridge address, behind the kubernetes Service.
+	publishAPI func(ctx context.Context, bridge netip.Addr) error
 }
 
 // startNode makes this machine a node of the cluster in this process: it
@@ -136,6 +139,11 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 	pods, err := network.Setup(network.Config{Bridge: o.bridge, PodCIDR: podCIDR, StateDir: filepath.Join(c.dataDir, "network", "addresses")})
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
+	}
+	if c.publishAPI != nil {
+		if err := c.publishAPI(ctx, pods.Gateway()); err != nil {
+			return err
+		}
 	}
 	images, err := image.Open(filepath.Join(c.dataDir, "images"))
 	if err != nil {
@@ -242,6 +250,7 @@ func inProcessNode(srv *server.Server, o nodeOptions) (nodeCluster, error) {
 		clusterDomain: cfg.ClusterDomain,
 		serviceCIDR:   netip.MustParsePrefix(cfg.ServiceCIDR),
 		clusterCIDR:   netip.MustParsePrefix(cfg.ClusterCIDR),
+		publishAPI:    srv.PublishAPIEndpoint,
 	}, nil
 }
 

@@ -123,9 +123,17 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 		if err := startNode(ctx, nc, f.node, cfg.Progress); err != nil {
 			return err
 		}
-	} else if f.clusterDNSListen != "" {
-		if err := startClusterDNS(ctx, srv.ControllerConfig(), []string{f.clusterDNSListen}, srv.Config().ClusterDomain, cfg.Progress); err != nil {
-			return err
+	} else {
+		// Pods of the nodes that join reach the API server where they do.
+		if addr, ok := srv.ReachableAddress(); ok {
+			if err := srv.PublishAPIEndpoint(ctx, addr); err != nil {
+				return err
+			}
+		}
+		if f.clusterDNSListen != "" {
+			if err := startClusterDNS(ctx, srv.ControllerConfig(), []string{f.clusterDNSListen}, srv.Config().ClusterDomain, cfg.Progress); err != nil {
+				return err
+			}
 		}
 	}
 	collectForIdle()

@@ -41,6 +41,9 @@ func steadControllerRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{steadControllersLease}, Verbs: []string{"update"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"create", "update"}},
+		// The kubernetes Service's endpoints (apiendpoint.go).
+		{APIGroups: []string{""}, Resources: []string{"endpoints"}, ResourceNames: []string{apiServiceName}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"endpoints"}, Verbs: []string{"create"}},
 		// Nodes' kubelet API serving certificates (pkg/join's approver).
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests/approval"}, Verbs: []string{"update"}},

@@ -266,6 +266,15 @@ spec:
 		}
 		return nil
 	})
+	// Pods on the agents reach the API server through the kubernetes
+	// Service, at the server's address: Go's TLS server answers a plain
+	// HTTP request itself.
+	for _, pod := range []string{"web-0", "web-1"} {
+		out, err := server.kubectl("", "exec", pod, "--", "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc kubernetes.default.svc 443`)
+		if err != nil || !strings.Contains(out, "Client sent an HTTP request to an HTTPS server.") {
+			t.Errorf("%s → kubernetes.default.svc:443: %v\n%s", pod, err, out)
+		}
+	}
 
 	// A hostPort: the node's address answers with the pod on it.
 	for name, p := range pods {

@@ -368,3 +368,56 @@ spec:
 		return nil
 	})
 }
+
+// TestPodsReachTheAPIServer: in-cluster clients connect to the kubernetes
+// Service's ClusterIP (KUBERNETES_SERVICE_HOST) or to
+// kubernetes.default.svc; with the embedded etcd stead publishes its
+// endpoint itself, at the node's bridge address, relayed to the API server
+// on loopback.
+func TestPodsReachTheAPIServer(t *testing.T) {
+	c := sharedCluster(t)
+	const ns = "incluster"
+	c.mustKubectl("", "create", "namespace", ns)
+	c.mustKubectl(`apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox:1.28.4, command: [sleep, "3600"]}
+`, "-n", ns, "apply", "-f", "-")
+	eventually(t, 60*time.Second, "client Ready", func() error {
+		out, err := c.kubectl("", "-n", ns, "get", "pod", "client", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil || out != "True" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+
+	gateway := strings.TrimSpace(c.mustKubectl("", "get", "node", "-o", "jsonpath={.items[0].spec.podCIDR}"))
+	gateway = strings.TrimSuffix(gateway, ".0/24") + ".1"
+	want := fmt.Sprintf("%s:%d", gateway, c.port)
+	slices := c.mustKubectl("", "-n", "default", "get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes",
+		"-o", `jsonpath={range .items[*]}{.endpoints[0].addresses[0]}:{.ports[0].port} {end}`)
+	if got := strings.TrimSpace(slices); got != want {
+		t.Errorf("kubernetes Service's EndpointSlices: %q, want one at %s", got, want)
+	}
+	// kubectl warns that v1 Endpoints are deprecated; the answer is the
+	// last line.
+	endpoints := c.mustKubectl("", "-n", "default", "get", "endpoints", "kubernetes",
+		"-o", `jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}`)
+	if lines := strings.Split(endpoints, "\n"); lines[len(lines)-1] != want {
+		t.Errorf("kubernetes Endpoints: %q, want %s", endpoints, want)
+	}
+
+	// An HTTP request to the API server's TLS port is answered by Go's
+	// TLS server itself: proof that the connection reached it.
+	const tlsAnswer = "Client sent an HTTP request to an HTTPS server."
+	for _, host := range []string{"$KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT", "kubernetes.default.svc 443"} {
+		out, err := c.kubectl("", "-n", ns, "exec", "client", "--", "sh", "-c", `printf 'GET /version HTTP/1.0\r\n\r\n' | nc `+host)
+		if err != nil || !strings.Contains(out, tlsAnswer) {
+			t.Errorf("from a pod, nc %s: %v\n%s", host, err, out)
+		}
+	}
+	c.mustKubectl("", "delete", "namespace", ns, "--wait=false")
+}

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func TestAPIEndpointsWrittenAndRestored(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	addr := netip.MustParseAddr("10.42.0.1")
+	check := func(when string) {
+		t.Helper()
+		slice, err := client.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if slice.Labels[discoveryv1.LabelServiceName] != "kubernetes" || len(slice.Endpoints) != 1 ||
+			slice.Endpoints[0].Addresses[0] != "10.42.0.1" || !*slice.Endpoints[0].Conditions.Ready ||
+			*slice.Ports[0].Name != "https" || *slice.Ports[0].Port != 6443 {
+			t.Fatalf("%s: slice %+v", when, slice)
+		}
+		ep, err := client.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if ep.Labels[discoveryv1.LabelSkipMirror] != "true" || ep.Subsets[0].Addresses[0].IP != "10.42.0.1" || ep.Subsets[0].Ports[0].Port != 6443 {
+			t.Fatalf("%s: endpoints %+v", when, ep)
+		}
+	}
+	if err := ensureAPIEndpoints(ctx, client, addr, 6443); err != nil {
+		t.Fatal(err)
+	}
+	check("first write")
+
+	slice, _ := client.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	slice.Endpoints[0].Addresses = []string{"192.0.2.9"}
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoreV1().Endpoints("default").Delete(ctx, "kubernetes", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureAPIEndpoints(ctx, client, addr, 6443); err != nil {
+		t.Fatal(err)
+	}
+	check("after a change and a deletion")
+}
+
+func TestRelayJoinsEachConnectionToTheTarget(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			conn, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				// Echoes until the client closes its side, then says so.
+				_, _ = io.Copy(conn, conn)
+				_, _ = conn.Write([]byte("bye\n"))
+			}()
+		}
+	}()
+	port := freeLoopbackPort(t)
+	listen := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := relay(ctx, listen, backend.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("through the relay: %q %v, want ping", line, err)
+	}
+	// A half-close reaches the target, and its answer comes back.
+	_ = conn.(*net.TCPConn).CloseWrite()
+	if rest, err := io.ReadAll(r); err != nil || string(rest) != "bye\n" {
+		t.Fatalf("after closing our side: %q %v, want bye", rest, err)
+	}
+
+	cancel()
+	for range 100 {
+		c, err := net.Dial("tcp", listen)
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the relay still accepts after its context ended")
+}
+
+func freeLoopbackPort(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
