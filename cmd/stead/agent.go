@@ -136,6 +136,9 @@ func runAgent(ctx context.Context, dataDir string, f *agentFlags) error {
 		servingCertificate: func(ctx context.Context, client kubernetes.Interface) (tls.Certificate, error) {
 			return creds.ServingCertificate(ctx, client, []string{f.node.nodeName}, []net.IP{nodeIP})
 		},
+		rotateCertificates: func(ctx context.Context, client kubernetes.Interface, serve func(tls.Certificate)) {
+			creds.Rotate(ctx, client, []string{f.node.nodeName}, []net.IP{nodeIP}, serve)
+		},
 		clusterDNSIP:  server.ClusterDNSIP(serviceCIDR).String(),
 		clusterDomain: f.clusterDomain,
 		serviceCIDR:   serviceCIDR,

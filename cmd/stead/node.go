@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -69,6 +70,9 @@ type nodeCluster struct {
 	ca       *x509.Certificate
 	// servingCertificate is the kubelet API's, for the node's name and IP.
 	servingCertificate func(ctx context.Context, client kubernetes.Interface) (tls.Certificate, error)
+	// rotateCertificates, for a joined node, renews its client and serving
+	// certificates while ctx lasts, handing each new serving one to serve.
+	rotateCertificates func(ctx context.Context, client kubernetes.Interface, serve func(tls.Certificate))
 	clusterDNSIP       string
 	clusterDomain      string
 	serviceCIDR        netip.Prefix
@@ -192,10 +196,15 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 	if err != nil {
 		return err
 	}
+	var serving atomic.Pointer[tls.Certificate]
+	serving.Store(&cert)
+	if c.rotateCertificates != nil {
+		go c.rotateCertificates(ctx, client, func(cert tls.Certificate) { serving.Store(&cert) })
+	}
 	cas := x509.NewCertPool()
 	cas.AddCert(c.ca)
 	kubeletAPI := kubeletapi.New(kubeletapi.Config{
-		NodeName: o.nodeName, ClientCAs: cas, Certificate: cert, Client: client, Pods: nodeFactory.Core().V1().Pods().Lister(),
+		NodeName: o.nodeName, ClientCAs: cas, Certificate: serving.Load, Client: client, Pods: nodeFactory.Core().V1().Pods().Lister(),
 	}, agent.Streaming{Node: nodeRuntime})
 
 	servicesFactory.Start(ctx.Done())

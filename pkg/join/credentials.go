@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/certificate/csr"
 	"k8s.io/client-go/util/keyutil"
+	"k8s.io/klog/v2"
 
 	"github.com/steadhq/stead/pkg/fsutil"
 )
@@ -31,9 +32,19 @@ import (
 // second, so a minute means it is not running.
 const certificateWait = time.Minute
 
-// renewBefore: a certificate this close to expiry is requested anew at
-// start.
-const renewBefore = 30 * 24 * time.Hour
+// renewAt is the part of a certificate's lifetime after which the node asks
+// for a new one, at start or while it runs: the kubelet's certificate
+// manager picks a point between 70 and 90 %.
+const renewAt = 0.8
+
+// rotationCheck is how often a running node looks at its certificates.
+var rotationCheck = time.Hour
+
+// renewalDue says whether cert is past renewAt of its lifetime.
+func renewalDue(cert *x509.Certificate, now time.Time) bool {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	return !now.Before(cert.NotBefore.Add(time.Duration(float64(life) * renewAt)))
+}
 
 // Credentials are a node's files under dir (<data-dir>/agent): the CA it
 // pinned, its client certificate (system:node:<name>) and its kubelet API
@@ -138,8 +149,49 @@ func (c *Credentials) usable(name string, check func(*x509.Certificate) bool) bo
 	}
 	return cert.Subject.CommonName == "system:node:"+c.NodeName &&
 		cert.CheckSignatureFrom(c.CA) == nil &&
-		time.Until(cert.NotAfter) > renewBefore &&
+		!renewalDue(cert, time.Now()) &&
 		check(cert)
+}
+
+// Rotate renews the node's certificates while ctx lasts, each once it is
+// due, asking as the node itself (client): its client certificate, which
+// client-go reloads from node.crt and node.key within minutes (closing its
+// connections to make new ones with it), and its kubelet API serving
+// certificate for dnsNames and ips, which is handed to serve. A request
+// that fails is made again at the next check.
+func (c *Credentials) Rotate(ctx context.Context, client kubernetes.Interface, dnsNames []string, ips []net.IP, serve func(tls.Certificate)) {
+	tick := time.NewTicker(rotationCheck)
+	defer tick.Stop()
+	for {
+		c.rotateDue(ctx, client, dnsNames, ips, serve)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// rotateDue renews what is due now.
+func (c *Credentials) rotateDue(ctx context.Context, client kubernetes.Interface, dnsNames []string, ips []net.IP, serve func(tls.Certificate)) {
+	if !c.usable("node", func(*x509.Certificate) bool { return true }) {
+		err := c.request(ctx, client, "node", certificatesv1.KubeAPIServerClientKubeletSignerName,
+			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, nil, nil)
+		if err != nil {
+			klog.ErrorS(err, "Renewing the node's client certificate", "retryIn", rotationCheck)
+		} else {
+			klog.InfoS("Renewed the node's client certificate")
+		}
+	}
+	if !c.usable("serving", func(*x509.Certificate) bool { return true }) {
+		cert, err := c.ServingCertificate(ctx, client, dnsNames, ips)
+		if err != nil {
+			klog.ErrorS(err, "Renewing the kubelet API's serving certificate", "retryIn", rotationCheck)
+			return
+		}
+		klog.InfoS("Renewed the kubelet API's serving certificate")
+		serve(cert)
+	}
 }
 
 // request asks the API server for a certificate of the node's identity

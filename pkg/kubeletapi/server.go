@@ -44,8 +44,9 @@ type Config struct {
 	NodeName string
 	// ClientCAs verify callers' certificates.
 	ClientCAs *x509.CertPool
-	// Certificate is the server's own.
-	Certificate tls.Certificate
+	// Certificate is the server's own, asked for at every handshake: the
+	// node renews it while it runs.
+	Certificate func() *tls.Certificate
 	// Client asks the API server whether a caller may do what it asks.
 	Client kubernetes.Interface
 	Pods   corelisters.PodLister
@@ -88,8 +89,8 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		Handler:           s,
 		ReadHeaderTimeout: 30 * time.Second,
 		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{s.cfg.Certificate},
-			ClientCAs:    s.cfg.ClientCAs,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cfg.Certificate(), nil },
+			ClientCAs:      s.cfg.ClientCAs,
 			// Anonymous requests get 401 from the handler, as the kubelet
 			// with anonymous auth off.
 			ClientAuth: tls.VerifyClientCertIfGiven,

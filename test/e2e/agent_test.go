@@ -1,7 +1,14 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -316,6 +323,28 @@ spec:
 		t.Errorf("the restarted agent asked for new certificates:\n%s", after)
 	}
 
+	// A node renews its client certificate as itself (what it does past
+	// 80 % of the certificate's life): the controller manager approves
+	// and signs such a CSR from node-a's own credentials.
+	renewal := nodeCertificateRequest(t, "node-a")
+	nodeKubeconfig := filepath.Join(t.TempDir(), "node-a.kubeconfig")
+	agentDir := filepath.Join(agents[0].dataDir, "agent")
+	server.mustKubectl("", "config", "--kubeconfig", nodeKubeconfig, "set-cluster", "stead", "--server", fmt.Sprintf("https://%s:%d", lan.serverIP(), server.port),
+		"--certificate-authority", filepath.Join(agentDir, "ca.crt"))
+	server.mustKubectl("", "config", "--kubeconfig", nodeKubeconfig, "set-credentials", "node",
+		"--client-certificate", filepath.Join(agentDir, "node.crt"), "--client-key", filepath.Join(agentDir, "node.key"))
+	server.mustKubectl("", "config", "--kubeconfig", nodeKubeconfig, "set-context", "node", "--cluster", "stead", "--user", "node")
+	if out, err := server.kubectl(renewal, "--kubeconfig", nodeKubeconfig, "--context", "node", "create", "-f", "-"); err != nil {
+		t.Fatalf("node-a creating its renewal CSR: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "node-a's renewal CSR approved and signed", func() error {
+		out, err := server.kubectl("", "get", "csr", "node-a-renewal", "-o", `jsonpath={.spec.username} {.status.conditions[0].type} {.status.certificate}`)
+		if f := strings.Fields(out); err != nil || len(f) != 3 || f[0] != "system:node:node-a" || f[1] != "Approved" {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
+
 	server.mustKubectl("", "delete", "statefulset", "web")
 	eventually(t, 60*time.Second, "pods gone", func() error {
 		if out := server.mustKubectl("", "get", "pods", "-o", "name"); strings.TrimSpace(out) != "" {
@@ -489,4 +518,29 @@ spec:
 		t.Errorf("db pods after the node is back: %q, want db-0@%s only", got, newNode)
 	}
 	server.mustKubectl("", "delete", "statefulset", "db")
+}
+
+// nodeCertificateRequest is a CSR manifest, node-<name>-renewal, for a
+// node client certificate of name, as a node asks to renew its own.
+func nodeCertificateRequest(t *testing.T, node string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	return fmt.Sprintf(`apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata: {name: %s-renewal}
+spec:
+  signerName: kubernetes.io/kube-apiserver-client-kubelet
+  usages: [digital signature, client auth]
+  request: %s
+`, node, request)
 }
