@@ -29,15 +29,12 @@ spec:
   volumes:
   - {name: mem, emptyDir: {medium: Memory}}
 `, "apply", "-f", "-")
-	waitRunning := func() {
-		eventually(t, 60*time.Second, "stays Running", func() error {
-			if phase := c.mustKubectl("", "get", "pod", "stays", "-o", "jsonpath={.status.phase}"); phase != "Running" {
-				return fmt.Errorf("phase %q", phase)
-			}
-			return nil
-		})
-	}
-	waitRunning()
+	eventually(t, 60*time.Second, "stays Running", func() error {
+		if phase := c.mustKubectl("", "get", "pod", "stays", "-o", "jsonpath={.status.phase}"); phase != "Running" {
+			return fmt.Errorf("phase %q", phase)
+		}
+		return nil
+	})
 	bridge, table := c.bridge(), "stead-proxy-"+c.bridge()
 	pids := c.containerPids()
 	if len(pids) == 0 || len(c.mounts()) == 0 {
@@ -69,9 +66,14 @@ spec:
 		t.Errorf("table %s left:\n%s", table, out)
 	}
 
+	// The pod's status still says Running from before the stop until the
+	// node has started its container again: wait for the container.
 	c.start()
-	waitRunning()
-	if out := c.mustKubectl("", "exec", "stays", "--", "sh", "-c", "echo ok > /mem/f && cat /mem/f"); strings.TrimSpace(out) != "ok" {
-		t.Errorf("the pod after a restart: %q", out)
-	}
+	eventually(t, 60*time.Second, "the pod runs again after the restart", func() error {
+		out, err := c.kubectl("", "exec", "stays", "--", "sh", "-c", "echo ok > /mem/f && cat /mem/f")
+		if err != nil || strings.TrimSpace(out) != "ok" {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
 }
