@@ -106,7 +106,7 @@ func (l *testLAN) startAgent(server *cluster, i int, extra ...string) *cluster {
 
 // newAgentCluster is a server on the LAN's bridge and one agent per node
 // machine, with the test images, all nodes Ready.
-func newAgentCluster(t *testing.T, nodes int) (*testLAN, *cluster, []*cluster) {
+func newAgentCluster(t *testing.T, nodes int, agentFlags ...string) (*testLAN, *cluster, []*cluster) {
 	lan := newTestLAN(t, nodes)
 	// Pods' range: the host drops what it would send there, so that a
 	// reply to a pod that was not masqueraded dies here rather than
@@ -127,7 +127,7 @@ func newAgentCluster(t *testing.T, nodes int) (*testLAN, *cluster, []*cluster) {
 	server.start()
 	var agents []*cluster
 	for i := range nodes {
-		a := lan.startAgent(server, i, "--cluster-cidr", podRange)
+		a := lan.startAgent(server, i, append([]string{"--cluster-cidr", podRange}, agentFlags...)...)
 		if err := a.importTestImages(); err != nil {
 			t.Fatal(err)
 		}

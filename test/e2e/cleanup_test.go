@@ -77,3 +77,62 @@ spec:
 		return nil
 	})
 }
+
+// TestAgentCleanupLeavesNothingOnTheMachine: `stead agent --cleanup`
+// stopped removes, on its node machine, what a stop otherwise leaves (the
+// pods' processes and mounts, the fence keeper that outlives an agent, the
+// bridge and the Service rules), and the server sees the pod go with it.
+func TestAgentCleanupLeavesNothingOnTheMachine(t *testing.T) {
+	lan, server, agents := newAgentCluster(t, 1, "--cleanup")
+	agent := agents[0]
+	server.mustKubectl(`apiVersion: v1
+kind: Pod
+metadata: {name: stays}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox:1.28.4, command: [sleep, "3600"], volumeMounts: [{name: mem, mountPath: /mem}]}
+  volumes:
+  - {name: mem, emptyDir: {medium: Memory}}
+`, "apply", "-f", "-")
+	eventually(t, 60*time.Second, "stays Running on node-a", func() error {
+		if phase := server.mustKubectl("", "get", "pod", "stays", "-o", "jsonpath={.status.phase}"); phase != "Running" {
+			return fmt.Errorf("phase %q", phase)
+		}
+		return nil
+	})
+	inNode := func(args ...string) error {
+		return exec.Command("ip", append([]string{"netns", "exec", lan.netns[0]}, args...)...).Run()
+	}
+	keeper := agent.fenceKeeperPid()
+	pids := agent.containerPids()
+	if len(pids) == 0 || len(agent.mounts()) == 0 || keeper == 0 {
+		t.Fatalf("before the stop: container pids %v, mounts %q, fence keeper %d: the test sees nothing to clean", pids, agent.mounts(), keeper)
+	}
+	if err := inNode("nft", "list", "table", "ip", "stead-proxy"); err != nil {
+		t.Fatalf("before the stop: no Service rules on node-a: %v", err)
+	}
+
+	agent.stop()
+	if !strings.Contains(agent.stderr.String(), "(--cleanup)") {
+		t.Errorf("stop did not say it cleans up:\n%s", agent.stderr)
+	}
+	eventually(t, 10*time.Second, "the pod's processes and the fence keeper gone", func() error {
+		for _, pid := range append(pids, keeper) {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("process %d: %v", pid, err)
+			}
+		}
+		return nil
+	})
+	if m := agent.mounts(); len(m) != 0 {
+		t.Errorf("mounts left under the agent's data dir: %q", m)
+	}
+	if err := inNode("ip", "link", "show", "stead0"); err == nil {
+		t.Error("bridge stead0 left on node-a")
+	}
+	if err := inNode("nft", "list", "table", "ip", "stead-proxy"); err == nil {
+		t.Error("Service rules (table stead-proxy) left on node-a")
+	}
+}

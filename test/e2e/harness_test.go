@@ -122,10 +122,8 @@ func nodeFlags(t testing.TB) []string {
 // once stead stops (its containers), and its bridge and Service rules.
 func (c *cluster) cleanupNode() {
 	// An agent's fence keeper outlives it by design (pkg/agent/fence.go).
-	if data, err := os.ReadFile(filepath.Join(c.dataDir, "run", "fence-keeper.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+	if pid := c.fenceKeeperPid(); pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, pid := range c.containerPids() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -139,6 +137,16 @@ func (c *cluster) cleanupNode() {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
 		_ = exec.Command("nft", "delete", "table", "ip", "stead-proxy-"+bridge).Run()
 	}
+}
+
+// fenceKeeperPid is the pid an agent's fence keeper wrote, 0 if none.
+func (c *cluster) fenceKeeperPid() int {
+	data, err := os.ReadFile(filepath.Join(c.dataDir, "run", "fence-keeper.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
 }
 
 // containerPids are the first processes of the node's containers, from
