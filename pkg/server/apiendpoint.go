@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"reflect"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -90,7 +91,8 @@ func (s *Server) PublishAPIEndpoint(ctx context.Context, addr netip.Addr) error 
 
 // ensureAPIEndpoints writes the `kubernetes` Service's EndpointSlice and,
 // for the clients that still read them, its Endpoints (marked not to be
-// mirrored into a second slice), as upstream's reconciler does.
+// mirrored into a second slice), as upstream's reconciler does; only what
+// differs from what is there.
 func ensureAPIEndpoints(ctx context.Context, client kubernetes.Interface, addr netip.Addr, port int32) error {
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: apiServiceName, Namespace: metav1.NamespaceDefault, Labels: map[string]string{
@@ -103,18 +105,8 @@ func ensureAPIEndpoints(ctx context.Context, client kubernetes.Interface, addr n
 	if addr.Is6() {
 		slice.AddressType = discoveryv1.AddressTypeIPv6
 	}
-	slices := client.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault)
-	if old, err := slices.Get(ctx, apiServiceName, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		if _, err := slices.Create(ctx, slice, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-	} else if err != nil {
+	if err := applyEndpointSlice(ctx, client, slice); err != nil {
 		return err
-	} else {
-		slice.ResourceVersion = old.ResourceVersion
-		if _, err := slices.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
 	}
 
 	endpoints := &corev1.Endpoints{
@@ -127,16 +119,23 @@ func ensureAPIEndpoints(ctx context.Context, client kubernetes.Interface, addr n
 		}},
 	}
 	legacy := client.CoreV1().Endpoints(metav1.NamespaceDefault)
-	if old, err := legacy.Get(ctx, apiServiceName, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+	old, err := legacy.Get(ctx, apiServiceName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
 		_, err = legacy.Create(ctx, endpoints, metav1.CreateOptions{})
 		return err
 	} else if err != nil {
 		return err
-	} else {
-		endpoints.ResourceVersion = old.ResourceVersion
-		_, err = legacy.Update(ctx, endpoints, metav1.UpdateOptions{})
-		return err
 	}
+	if reflect.DeepEqual(old.Subsets, endpoints.Subsets) && old.Labels[discoveryv1.LabelSkipMirror] == "true" {
+		return nil
+	}
+	if old.Labels == nil {
+		old.Labels = map[string]string{}
+	}
+	old.Labels[discoveryv1.LabelSkipMirror] = "true"
+	old.Subsets = endpoints.Subsets
+	_, err = legacy.Update(ctx, old, metav1.UpdateOptions{})
+	return err
 }
 
 // relay accepts TCP connections on listen and joins each to a connection

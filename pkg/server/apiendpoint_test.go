@@ -42,8 +42,21 @@ func TestAPIEndpointsWrittenAndRestored(t *testing.T) {
 	}
 	check("first write")
 
+	// Unchanged, nothing is written: each write would reach every node's
+	// Service proxy and cluster DNS.
+	client.ClearActions()
+	if err := ensureAPIEndpoints(ctx, client, addr, 6443); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range client.Actions() {
+		if a.GetVerb() != "get" {
+			t.Errorf("with nothing changed: %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+
 	slice, _ := client.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	slice.Endpoints[0].Addresses = []string{"192.0.2.9"}
+	delete(slice.Labels, discoveryv1.LabelServiceName)
 	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +66,7 @@ func TestAPIEndpointsWrittenAndRestored(t *testing.T) {
 	if err := ensureAPIEndpoints(ctx, client, addr, 6443); err != nil {
 		t.Fatal(err)
 	}
-	check("after a change and a deletion")
+	check("after a change, a label removed and a deletion")
 }
 
 func TestRelayJoinsEachConnectionToTheTarget(t *testing.T) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -104,18 +105,33 @@ func syncDNSSlice(ctx context.Context, client kubernetes.Interface, lister corel
 		Endpoints:   dnsEndpoints(all),
 		Ports:       dnsPorts,
 	}
-	slicesAPI := client.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem)
-	old, err := slicesAPI.Get(ctx, dnsSliceName, metav1.GetOptions{})
+	return applyEndpointSlice(ctx, client, want)
+}
+
+// applyEndpointSlice makes the EndpointSlice want.Name hold want's
+// addresses and ports, writing only when they differ: every write reaches
+// every node's Service proxy and cluster DNS.
+func applyEndpointSlice(ctx context.Context, client kubernetes.Interface, want *discoveryv1.EndpointSlice) error {
+	slicesAPI := client.DiscoveryV1().EndpointSlices(want.Namespace)
+	old, err := slicesAPI.Get(ctx, want.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = slicesAPI.Create(ctx, want, metav1.CreateOptions{})
 		return err
 	} else if err != nil {
 		return err
 	}
-	if reflect.DeepEqual(old.Endpoints, want.Endpoints) && reflect.DeepEqual(old.Ports, want.Ports) {
+	labelled := true
+	for k, v := range want.Labels {
+		labelled = labelled && old.Labels[k] == v
+	}
+	if labelled && old.AddressType == want.AddressType && reflect.DeepEqual(old.Endpoints, want.Endpoints) && reflect.DeepEqual(old.Ports, want.Ports) {
 		return nil
 	}
-	old.Endpoints, old.Ports = want.Endpoints, want.Ports
+	if old.Labels == nil {
+		old.Labels = map[string]string{}
+	}
+	maps.Copy(old.Labels, want.Labels)
+	old.AddressType, old.Endpoints, old.Ports = want.AddressType, want.Endpoints, want.Ports
 	_, err = slicesAPI.Update(ctx, old, metav1.UpdateOptions{})
 	return err
 }
