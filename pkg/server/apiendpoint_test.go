@@ -67,6 +67,16 @@ func TestAPIEndpointsWrittenAndRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after a change, a label removed and a deletion")
+
+	// An address of the other family: the slice's addressType is
+	// immutable, so the slice is made anew.
+	if err := ensureAPIEndpoints(ctx, client, netip.MustParseAddr("fd00::1"), 6443); err != nil {
+		t.Fatal(err)
+	}
+	slice, err := client.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil || slice.AddressType != discoveryv1.AddressTypeIPv6 || slice.Endpoints[0].Addresses[0] != "fd00::1" {
+		t.Fatalf("after an IPv6 address: %v %+v", err, slice)
+	}
 }
 
 func TestRelayJoinsEachConnectionToTheTarget(t *testing.T) {

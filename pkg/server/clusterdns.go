@@ -120,18 +120,25 @@ func applyEndpointSlice(ctx context.Context, client kubernetes.Interface, want *
 	} else if err != nil {
 		return err
 	}
+	if old.AddressType != want.AddressType { // immutable: made anew
+		if err := slicesAPI.Delete(ctx, old.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &old.UID}}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		_, err = slicesAPI.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
 	labelled := true
 	for k, v := range want.Labels {
 		labelled = labelled && old.Labels[k] == v
 	}
-	if labelled && old.AddressType == want.AddressType && reflect.DeepEqual(old.Endpoints, want.Endpoints) && reflect.DeepEqual(old.Ports, want.Ports) {
+	if labelled && reflect.DeepEqual(old.Endpoints, want.Endpoints) && reflect.DeepEqual(old.Ports, want.Ports) {
 		return nil
 	}
 	if old.Labels == nil {
 		old.Labels = map[string]string{}
 	}
 	maps.Copy(old.Labels, want.Labels)
-	old.AddressType, old.Endpoints, old.Ports = want.AddressType, want.Endpoints, want.Ports
+	old.Endpoints, old.Ports = want.Endpoints, want.Ports
 	_, err = slicesAPI.Update(ctx, old, metav1.UpdateOptions{})
 	return err
 }
