@@ -19,22 +19,7 @@ func TestCleanupLeavesNothingOnTheMachine(t *testing.T) {
 	if err := c.importTestImages(); err != nil {
 		t.Fatal(err)
 	}
-	c.mustKubectl(`apiVersion: v1
-kind: Pod
-metadata: {name: stays}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: main, image: busybox:1.28.4, command: [sleep, "3600"], volumeMounts: [{name: mem, mountPath: /mem}]}
-  volumes:
-  - {name: mem, emptyDir: {medium: Memory}}
-`, "apply", "-f", "-")
-	eventually(t, 60*time.Second, "stays Running", func() error {
-		if phase := c.mustKubectl("", "get", "pod", "stays", "-o", "jsonpath={.status.phase}"); phase != "Running" {
-			return fmt.Errorf("phase %q", phase)
-		}
-		return nil
-	})
+	runStayingPod(t, c)
 	bridge, table := c.bridge(), "stead-proxy-"+c.bridge()
 	pids := c.containerPids()
 	if len(pids) == 0 || len(c.mounts()) == 0 {
@@ -48,14 +33,7 @@ spec:
 	if !strings.Contains(c.stderr.String(), "(--cleanup)") {
 		t.Errorf("stop did not say it cleans up:\n%s", c.stderr)
 	}
-	eventually(t, 10*time.Second, "the pod's processes gone", func() error {
-		for _, pid := range pids {
-			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("process %d: %v", pid, err)
-			}
-		}
-		return nil
-	})
+	waitProcessesGone(t, "the pod's processes", pids)
 	if m := c.mounts(); len(m) != 0 {
 		t.Errorf("mounts left under the data dir: %q", m)
 	}
@@ -81,27 +59,11 @@ spec:
 // TestAgentCleanupLeavesNothingOnTheMachine: `stead agent --cleanup`
 // stopped removes, on its node machine, what a stop otherwise leaves (the
 // pods' processes and mounts, the fence keeper that outlives an agent, the
-// bridge and the Service rules), and the server sees the pod go with it.
+// bridge and the Service rules).
 func TestAgentCleanupLeavesNothingOnTheMachine(t *testing.T) {
 	lan, server, agents := newAgentCluster(t, 1, "--cleanup")
 	agent := agents[0]
-	server.mustKubectl(`apiVersion: v1
-kind: Pod
-metadata: {name: stays}
-spec:
-  nodeName: node-a
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: main, image: busybox:1.28.4, command: [sleep, "3600"], volumeMounts: [{name: mem, mountPath: /mem}]}
-  volumes:
-  - {name: mem, emptyDir: {medium: Memory}}
-`, "apply", "-f", "-")
-	eventually(t, 60*time.Second, "stays Running on node-a", func() error {
-		if phase := server.mustKubectl("", "get", "pod", "stays", "-o", "jsonpath={.status.phase}"); phase != "Running" {
-			return fmt.Errorf("phase %q", phase)
-		}
-		return nil
-	})
+	runStayingPod(t, server) // on node-a, the only node
 	inNode := func(args ...string) error {
 		return exec.Command("ip", append([]string{"netns", "exec", lan.netns[0]}, args...)...).Run()
 	}
@@ -118,14 +80,7 @@ spec:
 	if !strings.Contains(agent.stderr.String(), "(--cleanup)") {
 		t.Errorf("stop did not say it cleans up:\n%s", agent.stderr)
 	}
-	eventually(t, 10*time.Second, "the pod's processes and the fence keeper gone", func() error {
-		for _, pid := range append(pids, keeper) {
-			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("process %d: %v", pid, err)
-			}
-		}
-		return nil
-	})
+	waitProcessesGone(t, "the pod's processes and the fence keeper", append(pids, keeper))
 	if m := agent.mounts(); len(m) != 0 {
 		t.Errorf("mounts left under the agent's data dir: %q", m)
 	}
@@ -135,4 +90,40 @@ spec:
 	if err := inNode("nft", "list", "table", "ip", "stead-proxy"); err == nil {
 		t.Error("Service rules (table stead-proxy) left on node-a")
 	}
+}
+
+// runStayingPod runs a pod with a memory-backed emptyDir (a process and a
+// mount for a stop with --cleanup to remove) through c, and waits for it
+// to run.
+func runStayingPod(t *testing.T, c *cluster) {
+	t.Helper()
+	c.mustKubectl(`apiVersion: v1
+kind: Pod
+metadata: {name: stays}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox:1.28.4, command: [sleep, "3600"], volumeMounts: [{name: mem, mountPath: /mem}]}
+  volumes:
+  - {name: mem, emptyDir: {medium: Memory}}
+`, "apply", "-f", "-")
+	eventually(t, 60*time.Second, "stays Running", func() error {
+		if phase := c.mustKubectl("", "get", "pod", "stays", "-o", "jsonpath={.status.phase}"); phase != "Running" {
+			return fmt.Errorf("phase %q", phase)
+		}
+		return nil
+	})
+}
+
+// waitProcessesGone waits until none of pids is alive.
+func waitProcessesGone(t *testing.T, what string, pids []int) {
+	t.Helper()
+	eventually(t, 10*time.Second, what+" gone", func() error {
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("process %d: %v", pid, err)
+			}
+		}
+		return nil
+	})
 }
