@@ -76,7 +76,7 @@ func Join(ctx context.Context, serverURL string, token Token, dir, nodeName stri
 		}
 	}
 	c.caPEM = encodeCert(c.CA.Raw)
-	if c.usable("node", func(*x509.Certificate) bool { return true }) {
+	if c.usable("node", anyCertificate) {
 		return c, nil
 	}
 	bootstrap, err := kubernetes.NewForConfig(&rest.Config{
@@ -88,12 +88,17 @@ func Join(ctx context.Context, serverURL string, token Token, dir, nodeName stri
 	if err != nil {
 		return nil, err
 	}
-	err = c.request(ctx, bootstrap, "node", certificatesv1.KubeAPIServerClientKubeletSignerName,
-		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, nil, nil)
-	if err != nil {
+	if err := c.requestClientCertificate(ctx, bootstrap); err != nil {
 		return nil, fmt.Errorf("node client certificate (is the token still valid?): %w", err)
 	}
 	return c, nil
+}
+
+// requestClientCertificate asks, as client, for the node's client
+// certificate (system:node:<name>) and stores it as node.crt and node.key.
+func (c *Credentials) requestClientCertificate(ctx context.Context, client kubernetes.Interface) error {
+	return c.request(ctx, client, "node", certificatesv1.KubeAPIServerClientKubeletSignerName,
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, nil, nil)
 }
 
 // ClientConfig is the node's client configuration: system:node:<name>.
@@ -136,6 +141,9 @@ func (c *Credentials) ServingCertificate(ctx context.Context, client kubernetes.
 	return tls.LoadX509KeyPair(c.path("serving.crt"), c.path("serving.key"))
 }
 
+// anyCertificate is usable's check when any certificate of the node will do.
+func anyCertificate(*x509.Certificate) bool { return true }
+
 // usable says whether <name>.crt and .key hold the node's certificate,
 // issued by the pinned CA, far from expiry, and accepted by check.
 func (c *Credentials) usable(name string, check func(*x509.Certificate) bool) bool {
@@ -174,16 +182,14 @@ func (c *Credentials) Rotate(ctx context.Context, client kubernetes.Interface, d
 
 // rotateDue renews what is due now.
 func (c *Credentials) rotateDue(ctx context.Context, client kubernetes.Interface, dnsNames []string, ips []net.IP, serve func(tls.Certificate)) {
-	if !c.usable("node", func(*x509.Certificate) bool { return true }) {
-		err := c.request(ctx, client, "node", certificatesv1.KubeAPIServerClientKubeletSignerName,
-			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, nil, nil)
-		if err != nil {
+	if !c.usable("node", anyCertificate) {
+		if err := c.requestClientCertificate(ctx, client); err != nil {
 			klog.ErrorS(err, "Renewing the node's client certificate", "retryIn", rotationCheck)
 		} else {
 			klog.InfoS("Renewed the node's client certificate")
 		}
 	}
-	if !c.usable("serving", func(*x509.Certificate) bool { return true }) {
+	if !c.usable("serving", anyCertificate) {
 		cert, err := c.ServingCertificate(ctx, client, dnsNames, ips)
 		if err != nil {
 			klog.ErrorS(err, "Renewing the kubelet API's serving certificate", "retryIn", rotationCheck)
