@@ -65,6 +65,16 @@ func TestStoresShareOneETCDConnection(t *testing.T) {
 		t.Fatalf("3 clients dialled %d connections, want 1", dials)
 	}
 	shared := connections.shared[fmt.Sprintf("%v", transport)].client
+	// The stores' own clients have no endpoints to check the watch-progress
+	// feature on; the shared connection is checked in their place, while it
+	// lasts (the checker looks at an endpoint once per process).
+	deadline := time.Now().Add(10 * time.Second)
+	for !etcdfeature.DefaultFeatureSupportChecker.Supports(storage.RequestWatchProgress) {
+		if time.Now().After(deadline) {
+			t.Fatal("RequestWatchProgress not known supported 10s after the connection was made")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	// Each client watches on a stream of its own: closing the first ends
 	// its watch, and neither the others' nor their reads and writes.
@@ -114,16 +124,6 @@ func TestStoresShareOneETCDConnection(t *testing.T) {
 	}
 	if _, err := c.Client.Get(ctx, "/k/after"); err != nil {
 		t.Fatalf("get on a connection dialled again: %v", err)
-	}
-
-	// The stores' own clients have no endpoints to check the watch-progress
-	// feature on; the shared connection is checked in their place.
-	deadline := time.Now().Add(10 * time.Second)
-	for !etcdfeature.DefaultFeatureSupportChecker.Supports(storage.RequestWatchProgress) {
-		if time.Now().After(deadline) {
-			t.Fatal("RequestWatchProgress not known supported 10s after the connection was made")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
