@@ -171,6 +171,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.controllerConfig.QPS, s.controllerConfig.Burst = 20, 30
 
 	leaderElect := "--leader-elect=" + strconv.FormatBool(cfg.LeaderElect)
+	// --kube-api-qps and burst above the defaults (20, 30): on a first
+	// start the controller manager makes a ServiceAccount for each of its
+	// ~45 controllers through one client, three requests each, and at 20 a
+	// second the node waited 3-4 s for its podCIDR (the node-ipam
+	// controller comes late in that line). The API server is in the same
+	// process; max-in-flight still bounds what it takes at once.
 	s.goRun(runCtx, "kube-controller-manager", func(ctx context.Context) error {
 		return runControllerManager(ctx, []string{
 			"--kubeconfig=" + kubeconfigs["controller-manager"],
@@ -185,6 +191,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			"--cluster-cidr=" + cfg.ClusterCIDR,
 			"--service-cluster-ip-range=" + cfg.ServiceCIDR,
 			"--configure-cloud-routes=false",
+			"--kube-api-qps=100",
+			"--kube-api-burst=200",
 			"--profiling=false",
 		})
 	})
