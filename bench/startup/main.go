@@ -181,6 +181,10 @@ func pollReadyz(ctx context.Context, kubeconfig string, began time.Time, took *t
 				continue // not written yet
 			}
 			cfg.Timeout = time.Second
+			// No client-side limit: at client-go's default of 5 a second,
+			// polls every 10 ms would use up the burst at once and then
+			// see readiness up to 200 ms late.
+			cfg.QPS = -1
 			if client, err = kubernetes.NewForConfig(cfg); err != nil {
 				return nil, err
 			}

@@ -137,6 +137,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Not client-go's 5 a second: polling /readyz every 50 ms would use up
+	// the burst, and then both the poll and the bootstrap after it (some
+	// 20 requests) would wait 200 ms a request.
+	restCfg.QPS, restCfg.Burst = 100, 200
 	if s.AdminClient, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return nil, err
 	}
