@@ -25,9 +25,11 @@ import (
 // whose ClusterIP every pod is given (KUBERNETES_SERVICE_HOST) and in-cluster
 // clients connect to. Its endpoints are the API server's own business:
 // upstream's endpoint reconciler writes them, with a lease per server when
-// several share an etcd. With the embedded etcd there is one server and
-// stead runs the reconciler "none" (see apiServerArgs): stead writes the
-// endpoints itself, naming an address the pods can reach.
+// several share an etcd. With the embedded etcd there is one server, and a
+// server that listens on loopback only is not reachable from another
+// machine, so it has no peers to share the endpoints with: stead runs the
+// reconciler "none" then (see apiServerArgs) and writes the endpoints
+// itself, naming an address the pods can reach.
 
 const (
 	apiServiceName = "kubernetes"
@@ -36,6 +38,15 @@ const (
 	// someone changed or deleted them.
 	apiEndpointResync = 30 * time.Second
 )
+
+// leaseReconciled tells whether upstream's lease reconciler keeps the
+// endpoints: for servers that share an external etcd and listen where
+// others reach them. Upstream would publish a loopback-bound server at the
+// host's default address, where it does not listen.
+func (s *Server) leaseReconciled() bool {
+	bind, err := netip.ParseAddr(s.cfg.BindAddress)
+	return len(s.cfg.EtcdServers) != 0 && err == nil && !bind.IsLoopback()
+}
 
 // ReachableAddress is the address at which pods on other machines can reach
 // this API server: its bind address, or the host's default one when it
@@ -62,7 +73,7 @@ func (s *Server) ReachableAddress() (addr netip.Addr, ok bool) {
 // relayed to from there: `stead up` publishes its node's bridge address,
 // where its pods reach it, while the API server listens on loopback.
 func (s *Server) PublishAPIEndpoint(ctx context.Context, addr netip.Addr) error {
-	if len(s.cfg.EtcdServers) != 0 {
+	if s.leaseReconciled() {
 		return nil // the lease reconciler publishes every server
 	}
 	port := s.cfg.HTTPSPort

@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/steadhq/stead/pkg/pki"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,4 +147,28 @@ func freeLoopbackPort(t *testing.T) uint16 {
 	}
 	defer ln.Close()
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func TestEndpointReconcilerFollowsWhetherServersHavePeers(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		etcdServers []string
+		bind        string
+		want        string
+	}{
+		{"embedded etcd", nil, "0.0.0.0", "none"},
+		{"embedded etcd, loopback", nil, "127.0.0.1", "none"},
+		{"external etcd, loopback", []string{"https://10.0.0.5:2379"}, "127.0.0.1", "none"},
+		{"external etcd, IPv6 loopback", []string{"https://10.0.0.5:2379"}, "::1", "none"},
+		{"external etcd, all addresses", []string{"https://10.0.0.5:2379"}, "0.0.0.0", "lease"},
+		{"external etcd, one address", []string{"https://10.0.0.5:2379"}, "10.0.0.7", "lease"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{cfg: Config{EtcdServers: tc.etcdServers, BindAddress: tc.bind}, creds: &credentials{ca: &pki.CA{}}}
+			args := s.apiServerArgs([]string{"https://127.0.0.1:2379"}, "", "", "")
+			if !slices.Contains(args, "--endpoint-reconciler-type="+tc.want) {
+				t.Errorf("API server args %q, want --endpoint-reconciler-type=%s", args, tc.want)
+			}
+		})
+	}
 }

@@ -217,12 +217,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) apiServerArgs(etcdServers []string, etcdCA, etcdCert, etcdKey string) []string {
 	c, cr := &s.cfg, s.creds
 	issuer := "https://kubernetes.default.svc." + c.ClusterDomain
-	reconciler := "lease"
-	if len(c.EtcdServers) == 0 {
-		// One embedded etcd means one server: nothing to reconcile with,
-		// and the lease reconciler would publish a loopback address as the
-		// `kubernetes` endpoint, which Endpoints validation rejects.
-		reconciler = "none"
+	// Without peers (apiendpoint.go) stead publishes the endpoints: the
+	// lease reconciler would publish a loopback address, which Endpoints
+	// validation rejects, or the host's, where the server does not listen.
+	reconciler := "none"
+	if s.leaseReconciled() {
+		reconciler = "lease"
 	}
 	args := []string{
 		"--etcd-servers=" + strings.Join(etcdServers, ","),

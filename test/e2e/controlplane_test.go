@@ -375,7 +375,13 @@ spec:
 // endpoint itself, at the node's bridge address, relayed to the API server
 // on loopback.
 func TestPodsReachTheAPIServer(t *testing.T) {
-	c := sharedCluster(t)
+	podsReachTheAPIServer(t, sharedCluster(t))
+}
+
+// podsReachTheAPIServer checks that the `kubernetes` Service's endpoints
+// are the node's bridge address, and that a pod connects through them.
+func podsReachTheAPIServer(t *testing.T, c *cluster) {
+	t.Helper()
 	const ns = "incluster"
 	c.mustKubectl("", "create", "namespace", ns)
 	c.mustKubectl(`apiVersion: v1
