@@ -70,8 +70,8 @@ type nodeCluster struct {
 	ca       *x509.Certificate
 	// servingCertificate is the kubelet API's, for the node's name and IP.
 	servingCertificate func(ctx context.Context, client kubernetes.Interface) (tls.Certificate, error)
-	// rotateCertificates, for a joined node, renews its client and serving
-	// certificates while ctx lasts, handing each new serving one to serve.
+	// rotateCertificates renews the node's certificates as they come due
+	// while ctx lasts, handing each new serving one to serve.
 	rotateCertificates func(ctx context.Context, client kubernetes.Interface, serve func(tls.Certificate))
 	clusterDNSIP       string
 	clusterDomain      string
@@ -238,8 +238,9 @@ func inProcessNode(srv *server.Server, o nodeOptions) (nodeCluster, error) {
 	} else if nodeIP == nil {
 		return nodeCluster{}, fmt.Errorf("--node-ip %q is not an IP address", o.nodeIP)
 	}
-	kubeconfig := filepath.Join(cfg.DataDir, "cred", "node.kubeconfig")
-	if err := srv.WriteKubeconfig(kubeconfig, "system:node:"+o.nodeName, []string{"system:nodes"}); err != nil {
+	var serving *x509.Certificate // the kubelet API's, once issued
+	kubeconfig, err := srv.ClientKubeconfig("node", "system:node:"+o.nodeName, []string{"system:nodes"})
+	if err != nil {
 		return nodeCluster{}, err
 	}
 	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -253,7 +254,13 @@ func inProcessNode(srv *server.Server, o nodeOptions) (nodeCluster, error) {
 		services: srv.ControllerConfig(),
 		ca:       srv.CA(),
 		servingCertificate: func(context.Context, kubernetes.Interface) (tls.Certificate, error) {
-			return srv.IssueServingCertificate(o.nodeName, []string{o.nodeName, "localhost"}, []net.IP{nodeIP})
+			cert, err := srv.IssueServingCertificate(o.nodeName, []string{o.nodeName, "localhost"}, []net.IP{nodeIP})
+			serving = cert.Leaf
+			return cert, err
+		},
+		// The client certificate is the server's to renew (ClientKubeconfig).
+		rotateCertificates: func(ctx context.Context, _ kubernetes.Interface, serve func(tls.Certificate)) {
+			srv.RenewServingCertificate(ctx, serving, serve)
 		},
 		clusterDNSIP:  cfg.ClusterDNSIP().String(),
 		clusterDomain: cfg.ClusterDomain,

@@ -32,8 +32,8 @@ import (
 const (
 	caValidity   = 10 * 365 * 24 * time.Hour
 	leafValidity = 365 * 24 * time.Hour
-	// A leaf closer than this to expiry is renewed at start, so that a
-	// cluster restarted at least once a month never serves an expired cert.
+	// A leaf closer than this to expiry is renewed (Due), at a start or by
+	// a running server's hourly look.
 	renewBefore = 30 * 24 * time.Hour
 )
 
@@ -103,7 +103,7 @@ func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
 func (ca *CA) EnsureCert(dir, name string, spec Spec) (certFile, keyFile string, err error) {
 	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	cert, _, err := load(certFile, keyFile)
-	if err == nil && ca.issued(cert) && satisfies(cert, spec) && time.Until(cert.NotAfter) > renewBefore {
+	if err == nil && ca.issued(cert) && satisfies(cert, spec) && !Due(cert) {
 		return certFile, keyFile, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -114,6 +114,12 @@ func (ca *CA) EnsureCert(dir, name string, spec Spec) (certFile, keyFile string,
 		return "", "", err
 	}
 	return certFile, keyFile, store(certFile, keyFile, der, key)
+}
+
+// Due tells whether a leaf certificate is close enough to its expiry to be
+// renewed now.
+func Due(cert *x509.Certificate) bool {
+	return time.Until(cert.NotAfter) <= renewBefore
 }
 
 // Issue signs a new certificate for spec and returns it (DER) with its key.

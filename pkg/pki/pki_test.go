@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 )
 
 func readCert(t *testing.T, path string) *x509.Certificate {
@@ -109,5 +110,23 @@ func TestCertFromAnotherCAIsReplaced(t *testing.T) {
 	}
 	if err := readCert(t, certFile).CheckSignatureFrom(ca.Cert); err != nil {
 		t.Fatalf("certificate still from the other CA: %v", err)
+	}
+}
+
+func TestDue(t *testing.T) {
+	for _, tc := range []struct {
+		left time.Duration
+		due  bool
+	}{
+		{-time.Hour, true}, // expired
+		{10 * 24 * time.Hour, true},
+		{29 * 24 * time.Hour, true},
+		{31 * 24 * time.Hour, false},
+		{leafValidity, false},
+	} {
+		cert := &x509.Certificate{NotAfter: time.Now().Add(tc.left)}
+		if got := Due(cert); got != tc.due {
+			t.Errorf("certificate ending in %v: due %v, want %v", tc.left, got, tc.due)
+		}
 	}
 }

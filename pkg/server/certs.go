@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +24,9 @@ const (
 	// engine, storage, DNS); its rights are granted by ensureRBAC.
 	SteadControllerUser = "system:stead-controller"
 )
+
+// adminGroups are the administrator's: every right.
+var adminGroups = []string{"system:masters"}
 
 // credentials are the files the control plane is started with.
 type credentials struct {
@@ -95,9 +99,14 @@ func ensureCredentials(dir string, cfg *Config) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Written only when it changes: the API server reloads it on every
+	// change, and a running server calls this every hour.
 	c.servingChain = filepath.Join(dir, "apiserver-chain.crt")
-	if err := fsutil.WriteFile(c.servingChain, append(leaf, ca.CertPEM()...), 0o644); err != nil {
-		return nil, err
+	chain := append(leaf, ca.CertPEM()...)
+	if old, err := os.ReadFile(c.servingChain); err != nil || !bytes.Equal(old, chain) {
+		if err := fsutil.WriteFile(c.servingChain, chain, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	c.saKey, c.saPub = filepath.Join(dir, "service-account.key"), filepath.Join(dir, "service-account.pub")
 	if err := pki.EnsureKey(c.saKey, c.saPub); err != nil {

@@ -1,6 +1,11 @@
 package server
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -11,12 +16,14 @@ import (
 )
 
 // clientValidity is long because a kubeconfig handed to a user is expected
-// to keep working; it is reissued at every start anyway.
+// to keep working; it is reissued at every start, and by a running server
+// when it comes due.
 const clientValidity = 365 * 24 * time.Hour
 
 // writeKubeconfig issues a client certificate for user (in the groups given)
-// and writes a kubeconfig for it, readable only by its owner because it
-// carries the private key.
+// and writes a kubeconfig that carries it, readable only by its owner
+// because it holds the private key. This is the kind handed to users, which
+// they copy elsewhere.
 func writeKubeconfig(path, serverURL string, ca *pki.CA, user string, groups []string) error {
 	der, key, err := ca.Issue(pki.Spec{CommonName: user, Organization: groups, Client: true}, clientValidity)
 	if err != nil {
@@ -26,14 +33,66 @@ func writeKubeconfig(path, serverURL string, ca *pki.CA, user string, groups []s
 	if err != nil {
 		return err
 	}
+	return writeKubeconfigFor(path, serverURL, ca, user, &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM})
+}
+
+// clientIdentity is an in-process client of the API server.
+type clientIdentity struct {
+	name   string // of its files: <dir>/<name>.crt, .key and .kubeconfig
+	user   string
+	groups []string
+}
+
+// writeComponentKubeconfig makes sure dir holds a current certificate for
+// id, renewing it when due, and a kubeconfig that names its files rather
+// than carrying it: client-go reloads certificate files that change, so a
+// running component goes on with the renewed one.
+func writeComponentKubeconfig(dir, serverURL string, ca *pki.CA, id clientIdentity) (string, error) {
+	certFile, keyFile, err := ca.EnsureCert(dir, id.name, pki.Spec{CommonName: id.user, Organization: id.groups, Client: true})
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, id.name+".kubeconfig")
+	return path, writeKubeconfigFor(path, serverURL, ca, id.user, &clientcmdapi.AuthInfo{ClientCertificate: certFile, ClientKey: keyFile})
+}
+
+// writeKubeconfigFor writes a kubeconfig for one user of this cluster; the
+// file is left alone if it already says the same.
+func writeKubeconfigFor(path, serverURL string, ca *pki.CA, user string, auth *clientcmdapi.AuthInfo) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["stead"] = &clientcmdapi.Cluster{Server: serverURL, CertificateAuthorityData: ca.CertPEM()}
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	cfg.AuthInfos[user] = auth
 	cfg.Contexts["stead"] = &clientcmdapi.Context{Cluster: "stead", AuthInfo: user}
 	cfg.CurrentContext = "stead"
 	data, err := clientcmd.Write(*cfg)
 	if err != nil {
 		return err
 	}
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
 	return fsutil.WriteFile(path, data, 0o600)
+}
+
+// kubeconfigDue tells whether the kubeconfig at path needs a new client
+// certificate: it has none that parses, or the one it carries is due.
+func kubeconfigDue(path string) bool {
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return true
+	}
+	ctx, ok := cfg.Contexts[cfg.CurrentContext]
+	if !ok {
+		return true
+	}
+	auth, ok := cfg.AuthInfos[ctx.AuthInfo]
+	if !ok {
+		return true
+	}
+	block, _ := pem.Decode(auth.ClientCertificateData)
+	if block == nil {
+		return true
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	return err != nil || pki.Due(cert)
 }

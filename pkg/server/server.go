@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/steadhq/stead/pkg/datadir"
 	"github.com/steadhq/stead/pkg/join"
@@ -47,6 +49,9 @@ type Server struct {
 	AdminClient      kubernetes.Interface
 	controllerConfig *rest.Config
 	joinToken        join.Token
+
+	clientsMu sync.Mutex
+	clients   []clientIdentity // whose certificates renewDue renews
 }
 
 // JoinToken is what `stead agent --token` takes to join this cluster.
@@ -107,25 +112,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// Kubeconfigs for the admin and for each in-process component: each
 	// authenticates with its own certificate so that RBAC and audit see who
 	// did what.
-	credDir := filepath.Join(cfg.DataDir, "cred")
 	url := cfg.URL()
 	ca := s.creds.ca
 	kubeconfigs := map[string]string{}
-	for _, k := range []struct {
-		name, user string
-		groups     []string
-	}{
-		{"controller-manager", controllerManagerUser, nil},
-		{"scheduler", schedulerUser, nil},
-		{"stead-controller", SteadControllerUser, nil},
+	for _, id := range []clientIdentity{
+		{name: "controller-manager", user: controllerManagerUser},
+		{name: "scheduler", user: schedulerUser},
+		{name: "stead-controller", user: SteadControllerUser},
 	} {
-		path := filepath.Join(credDir, k.name+".kubeconfig")
-		if err := writeKubeconfig(path, url, ca, k.user, k.groups); err != nil {
-			return nil, fmt.Errorf("kubeconfig for %s: %w", k.name, err)
+		if kubeconfigs[id.name], err = s.ClientKubeconfig(id.name, id.user, id.groups); err != nil {
+			return nil, err
 		}
-		kubeconfigs[k.name] = path
 	}
-	if err := writeKubeconfig(cfg.KubeconfigPath, url, ca, adminUser, []string{"system:masters"}); err != nil {
+	if err := writeKubeconfig(cfg.KubeconfigPath, url, ca, adminUser, adminGroups); err != nil {
 		return nil, fmt.Errorf("--write-kubeconfig %s: %w", cfg.KubeconfigPath, err)
 	}
 
@@ -209,6 +208,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		})
 	})
 	s.goRun(runCtx, "stead controllers", s.runSteadControllers)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.renewCertificates(runCtx)
+	}()
 	cfg.Progress("controllers and scheduler started (" + since() + ")")
 	ok = true
 	return s, nil
@@ -340,10 +344,72 @@ func (s *Server) Stop() {
 	s.lock.Release()
 }
 
-// WriteKubeconfig writes a kubeconfig for user (in groups) signed by the
-// cluster CA: how the in-process node gets its system:node identity.
-func (s *Server) WriteKubeconfig(path, user string, groups []string) error {
-	return writeKubeconfig(path, s.cfg.URL(), s.creds.ca, user, groups)
+// ClientKubeconfig gives an in-process client (a component, or the node in
+// `stead up`) the kubeconfig <data-dir>/cred/<name>.kubeconfig for user in
+// groups, and returns its path. Its certificate is renewed while the server
+// runs (renewCertificates).
+func (s *Server) ClientKubeconfig(name, user string, groups []string) (string, error) {
+	id := clientIdentity{name: name, user: user, groups: groups}
+	path, err := writeComponentKubeconfig(filepath.Join(s.cfg.DataDir, "cred"), s.cfg.URL(), s.creds.ca, id)
+	if err != nil {
+		return "", fmt.Errorf("kubeconfig for %s: %w", name, err)
+	}
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	if !slices.ContainsFunc(s.clients, func(c clientIdentity) bool { return c.name == name }) {
+		s.clients = append(s.clients, id)
+	}
+	return path, nil
+}
+
+// certificateCheck is how often a running server looks for certificates
+// that come due.
+var certificateCheck = time.Hour
+
+// renewCertificates renews certificates as they come due while the server
+// runs, so that one running for longer than their year never fails: the
+// API server reloads its serving certificate from disk when it changes,
+// etcd and the API server's clients of etcd and of kubelets read theirs at
+// every new connection, and client-go reloads the in-process clients'
+// certificate files. Failures are retried at the next look. (Between the
+// new key and the new chain being written, the API server logs once that
+// the pair does not match and keeps serving the old one.)
+func (s *Server) renewCertificates(ctx context.Context) {
+	tick := time.NewTicker(certificateCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.renewDue(); err != nil {
+			klog.ErrorS(err, "renew certificates")
+		}
+	}
+}
+
+// renewDue renews every certificate that is due: the server's own, the
+// in-process clients', and the one in the administrator's kubeconfig.
+func (s *Server) renewDue() error {
+	if _, err := ensureCredentials(s.creds.dir, &s.cfg); err != nil {
+		return err
+	}
+	s.clientsMu.Lock()
+	clients := slices.Clone(s.clients)
+	s.clientsMu.Unlock()
+	for _, id := range clients {
+		if _, err := s.ClientKubeconfig(id.name, id.user, id.groups); err != nil {
+			return err
+		}
+	}
+	if kubeconfigDue(s.cfg.KubeconfigPath) {
+		if err := writeKubeconfig(s.cfg.KubeconfigPath, s.cfg.URL(), s.creds.ca, adminUser, adminGroups); err != nil {
+			return fmt.Errorf("--write-kubeconfig %s: %w", s.cfg.KubeconfigPath, err)
+		}
+		klog.InfoS("renewed the administrator's client certificate", "kubeconfig", s.cfg.KubeconfigPath)
+	}
+	return nil
 }
 
 // IssueServingCertificate signs a serving certificate for a node's kubelet
@@ -358,6 +424,31 @@ func (s *Server) IssueServingCertificate(commonName string, dnsNames []string, i
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// RenewServingCertificate hands serve a new certificate from
+// IssueServingCertificate, for the same names, whenever the one in use
+// comes due, until ctx ends. current is the one in use at first.
+func (s *Server) RenewServingCertificate(ctx context.Context, current *x509.Certificate, serve func(tls.Certificate)) {
+	tick := time.NewTicker(certificateCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !pki.Due(current) {
+			continue
+		}
+		cert, err := s.IssueServingCertificate(current.Subject.CommonName, current.DNSNames, current.IPAddresses)
+		if err != nil {
+			klog.ErrorS(err, "renew serving certificate", "name", current.Subject.CommonName)
+			continue
+		}
+		current = cert.Leaf
+		serve(cert)
+	}
 }
 
 // CA is the cluster's certificate authority certificate.
