@@ -98,12 +98,12 @@ func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
 }
 
 // EnsureCert makes sure dir/name.crt and dir/name.key hold a certificate
-// issued by ca that satisfies spec and is not about to expire, issuing a new
-// one otherwise. It returns the two paths.
+// issued by ca for the key beside it that satisfies spec and is not about
+// to expire, issuing a new one otherwise. It returns the two paths.
 func (ca *CA) EnsureCert(dir, name string, spec Spec) (certFile, keyFile string, err error) {
 	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	cert, _, err := load(certFile, keyFile)
-	if err == nil && ca.issued(cert) && satisfies(cert, spec) && !Due(cert) {
+	cert, key, err := load(certFile, keyFile)
+	if err == nil && ca.issued(cert) && matches(cert, key) && satisfies(cert, spec) && !Due(cert) {
 		return certFile, keyFile, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -201,6 +201,11 @@ func EncodeCertKey(der []byte, key crypto.Signer) (certPEM, keyPEM []byte, err e
 		return nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+}
+
+func matches(cert *x509.Certificate, key crypto.Signer) bool {
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(key.Public())
 }
 
 func (ca *CA) issued(cert *x509.Certificate) bool {

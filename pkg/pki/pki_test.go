@@ -130,3 +130,42 @@ func TestDue(t *testing.T) {
 		}
 	}
 }
+
+// A crash between writing a new key and its certificate leaves the old
+// certificate beside the new key: it is issued anew, never served with a
+// key it does not belong to.
+func TestCertWithAnotherKeyIsReissued(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := LoadOrCreateCA(dir, "ca", "test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{CommonName: "admin", Client: true}
+	certFile, keyFile, err := ca.EnsureCert(dir, "leaf", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := readCert(t, certFile)
+	_, otherKey, err := ca.Issue(spec, leafValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, keyPEM, err := EncodeCertKey(before.Raw, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ca.EnsureCert(dir, "leaf", spec); err != nil {
+		t.Fatal(err)
+	}
+	after := readCert(t, certFile)
+	if bytes.Equal(before.Raw, after.Raw) {
+		t.Fatal("a certificate that does not belong to the key beside it was kept")
+	}
+	cert, key, err := load(certFile, keyFile)
+	if err != nil || !matches(cert, key) {
+		t.Fatalf("after EnsureCert the pair does not match (%v)", err)
+	}
+}
