@@ -16,6 +16,8 @@ import (
 	"k8s.io/kubernetes/cmd/kube-controller-manager/names"
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	scheduleroptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+
+	"github.com/steadhq/stead/pkg/scheduling"
 )
 
 // The upstream components are configured through their own flags, exactly
@@ -139,7 +141,7 @@ func runScheduler(ctx context.Context, args []string) error {
 		}
 		opts.InformerName = name
 	}
-	cc, sched, err := schedulerapp.Setup(ctx, opts)
+	cc, sched, err := schedulerapp.Setup(ctx, opts, schedulerapp.WithPlugin(scheduling.PromptVolumeBindingName, scheduling.NewPromptVolumeBinding))
 	if err != nil {
 		return err
 	}

@@ -26,8 +26,10 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/steadhq/stead/pkg/datadir"
+	"github.com/steadhq/stead/pkg/fsutil"
 	"github.com/steadhq/stead/pkg/join"
 	"github.com/steadhq/stead/pkg/pki"
+	"github.com/steadhq/stead/pkg/scheduling"
 	"github.com/steadhq/stead/pkg/storage"
 )
 
@@ -199,12 +201,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			"--profiling=false",
 		})
 	})
+	// The scheduler's configuration file names its kubeconfig and puts
+	// pkg/scheduling's plugin in VolumeBinding's place.
+	schedulerConfig := filepath.Join(cfg.DataDir, "scheduler.yaml")
+	if err := fsutil.WriteFile(schedulerConfig, scheduling.Configuration(kubeconfigs["scheduler"]), 0o600); err != nil {
+		return nil, err
+	}
 	s.goRun(runCtx, "kube-scheduler", func(ctx context.Context) error {
 		return runScheduler(ctx, []string{
-			"--kubeconfig=" + kubeconfigs["scheduler"],
+			"--config=" + schedulerConfig,
 			leaderElect,
 			"--secure-port=0",
-			"--profiling=false",
 		})
 	})
 	s.goRun(runCtx, "stead controllers", s.runSteadControllers)
