@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -144,17 +145,23 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 		fmt.Fprintf(os.Stderr, "stead: nodes join with   %s\n", hint)
 	}
 
+	var failed error
 	select {
 	case <-ctx.Done():
-		if withNode && f.node.cleanup {
-			cfg.Progress("stopping, and removing the node's pods, mounts, bridge and Service rules (--cleanup)")
-			return removeNode(context.WithoutCancel(ctx), dataDir, f.node, netip.MustParsePrefix(srv.Config().ClusterCIDR))
-		}
-		cfg.Progress("stopping")
-		return nil
 	case <-srv.Failed():
-		return srv.Err()
+		// The node first: the API server's shutdown waits for its
+		// clients' connections to end, and the node's would not.
+		stop()
+		failed = srv.Err()
 	}
+	if withNode && f.node.cleanup {
+		cfg.Progress("stopping, and removing the node's pods, mounts, bridge and Service rules (--cleanup)")
+		return errors.Join(failed, removeNode(context.WithoutCancel(ctx), dataDir, f.node, netip.MustParsePrefix(srv.Config().ClusterCIDR)))
+	}
+	if failed == nil {
+		cfg.Progress("stopping")
+	}
+	return failed
 }
 
 // kubectlHint is the command that reaches this cluster from a shell.
