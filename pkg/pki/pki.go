@@ -151,6 +151,15 @@ func (ca *CA) Issue(spec Spec, validity time.Duration) ([]byte, crypto.Signer, e
 	return der, key, nil
 }
 
+// ParseCertPEM parses the first certificate in PEM data.
+func ParseCertPEM(data []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
 // CertPEM is the CA certificate in PEM, as kubeconfigs embed it.
 func (ca *CA) CertPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
@@ -239,11 +248,7 @@ func load(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	block, _ := pem.Decode(certPEM)
-	if block == nil {
-		return nil, nil, fmt.Errorf("%s: no PEM certificate", certFile)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	cert, err := ParseCertPEM(certPEM)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", certFile, err)
 	}

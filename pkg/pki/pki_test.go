@@ -3,7 +3,6 @@ package pki
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"net"
 	"os"
 	"testing"
@@ -16,13 +15,9 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatalf("%s: no PEM", path)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	cert, err := ParseCertPEM(data)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	return cert
 }

@@ -26,13 +26,13 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/component-helpers/storage/ephemeral"
 	"k8s.io/component-helpers/storage/volume"
-	fwk "k8s.io/kube-scheduler/framework"
 	configv1 "k8s.io/kube-scheduler/config/v1"
+	fwk "k8s.io/kube-scheduler/framework"
 	schedulerconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 	schedulerscheme "k8s.io/kubernetes/pkg/scheduler/apis/config/scheme"
 	plfeature "k8s.io/kubernetes/pkg/scheduler/framework/plugins/feature"
-	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/volumebinding"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 )
 
 // PromptVolumeBindingName is the plugin's name in the scheduler's profile,
@@ -171,7 +171,6 @@ func (b *promptBinder) allBound(pod *corev1.Pod) bool {
 	}
 	return true
 }
-
 
 // volumeBindingArgs decodes the plugin's arguments as VolumeBindingArgs,
 // with upstream's defaults: a profile gives an out-of-tree plugin's

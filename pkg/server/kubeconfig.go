@@ -2,8 +2,6 @@ package server
 
 import (
 	"bytes"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"time"
@@ -89,10 +87,6 @@ func kubeconfigDue(path string) bool {
 	if !ok {
 		return true
 	}
-	block, _ := pem.Decode(auth.ClientCertificateData)
-	if block == nil {
-		return true
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	cert, err := pki.ParseCertPEM(auth.ClientCertificateData)
 	return err != nil || pki.Due(cert)
 }

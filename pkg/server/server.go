@@ -382,18 +382,11 @@ var certificateCheck = time.Hour
 // new key and the new chain being written, the API server logs once that
 // the pair does not match and keeps serving the old one.)
 func (s *Server) renewCertificates(ctx context.Context) {
-	tick := time.NewTicker(certificateCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	wait.UntilWithContext(ctx, func(context.Context) {
 		if err := s.renewDue(); err != nil {
 			klog.ErrorS(err, "renew certificates")
 		}
-	}
+	}, certificateCheck)
 }
 
 // renewDue renews every certificate that is due: the server's own, the
@@ -437,25 +430,18 @@ func (s *Server) IssueServingCertificate(commonName string, dnsNames []string, i
 // IssueServingCertificate, for the same names, whenever the one in use
 // comes due, until ctx ends. current is the one in use at first.
 func (s *Server) RenewServingCertificate(ctx context.Context, current *x509.Certificate, serve func(tls.Certificate)) {
-	tick := time.NewTicker(certificateCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	wait.UntilWithContext(ctx, func(context.Context) {
 		if !pki.Due(current) {
-			continue
+			return
 		}
 		cert, err := s.IssueServingCertificate(current.Subject.CommonName, current.DNSNames, current.IPAddresses)
 		if err != nil {
 			klog.ErrorS(err, "renew serving certificate", "name", current.Subject.CommonName)
-			continue
+			return
 		}
 		current = cert.Leaf
 		serve(cert)
-	}
+	}, certificateCheck)
 }
 
 // CA is the cluster's certificate authority certificate.
