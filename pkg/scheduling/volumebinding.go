@@ -105,13 +105,16 @@ type promptBinder struct {
 
 // BindPodVolumes runs upstream's, which makes the API updates and then
 // waits, and returns as soon as either upstream's has returned or the
-// pod's claims are all bound on its node. Upstream's goes on until its next
-// look (a second at most) on a context of its own, so that it ends as it
-// would have, rather than cancelled and counted as a failure.
+// pod's claims are all bound on its node. In the second case upstream's
+// goes on until its next look (a second at most), on a context of its own,
+// so that it ends as it would have rather than cancelled and counted as a
+// failure; it is cancelled only with ctx.
 func (b *promptBinder) BindPodVolumes(ctx context.Context, assumedPod *corev1.Pod, podVolumes *volumebinding.PodVolumes) error {
+	upstreamCtx, cancelUpstream := context.WithCancel(context.WithoutCancel(ctx))
 	upstream := make(chan error, 1)
 	go func() {
-		upstream <- b.SchedulerVolumeBinder.BindPodVolumes(context.WithoutCancel(ctx), assumedPod, podVolumes)
+		defer cancelUpstream()
+		upstream <- b.SchedulerVolumeBinder.BindPodVolumes(upstreamCtx, assumedPod, podVolumes)
 	}()
 	tick := time.NewTicker(boundCheck)
 	defer tick.Stop()
@@ -120,6 +123,7 @@ func (b *promptBinder) BindPodVolumes(ctx context.Context, assumedPod *corev1.Po
 		case err := <-upstream:
 			return err
 		case <-ctx.Done():
+			cancelUpstream()
 			return ctx.Err()
 		case <-tick.C:
 			if b.allBound(assumedPod) {
