@@ -5,12 +5,23 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/steadhq/stead/pkg/datadir"
 )
+
+// The main goroutine keeps the main thread for itself. A goroutine that
+// locks its thread and changes its namespaces (libcontainer's mount source
+// thread joins a container's mount namespace) relies on the thread ending
+// with it, but Go cannot end the main thread: it keeps it, still in that
+// namespace. /proc/self is the main thread's view, so the process then saw
+// a dead container's mounts as its own (a memory emptyDir was never found
+// to unmount, and its pod stayed Terminating), and that namespace kept the
+// container's mounts alive.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	// `stead kubectl …` hands the whole command line to the stock kubectl

@@ -4,14 +4,25 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
+// MountInfo is the mount table of the calling thread's mount namespace,
+// where mount and unmount act. /proc/self/mountinfo is the main thread's,
+// which is another if a goroutine moved that thread into a container's.
+// Callers that act on the table lock their goroutine to its thread.
+func MountInfo() ([]byte, error) {
+	return os.ReadFile("/proc/thread-self/mountinfo")
+}
+
 // UnmountBelow unmounts every mount under dir, deepest first.
 func UnmountBelow(dir string) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	data, err := MountInfo()
 	if err != nil {
 		return err
 	}

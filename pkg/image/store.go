@@ -404,7 +404,7 @@ func (s *Store) collectGarbage() error {
 // this mount namespace.
 func mountedLowerDirs() map[string]bool {
 	dirs := map[string]bool{}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := fsutil.MountInfo()
 	if err != nil {
 		return dirs
 	}
@@ -429,7 +429,7 @@ func mountedLowerDirs() map[string]bool {
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space) that the
-// kernel writes in /proc/self/mountinfo.
+// kernel writes in mountinfo.
 func unescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
