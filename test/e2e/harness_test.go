@@ -133,9 +133,35 @@ func (c *cluster) cleanupNode() {
 	for i := len(points) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
 	}
+	c.removePodCgroups()
 	if bridge := c.bridge(); bridge != "" {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
 		_ = exec.Command("nft", "delete", "table", "ip", "stead-proxy-"+bridge).Run()
+	}
+}
+
+// removePodCgroups removes the cgroups of the pods the node still had,
+// <hierarchy>/stead/pod<uid> and their containers' beneath, once their
+// killed processes are gone.
+func (c *cluster) removePodCgroups() {
+	sandboxes, _ := os.ReadDir(filepath.Join(c.dataDir, "run", "sandboxes"))
+	for _, sandbox := range sandboxes {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/stead/pod" + sandbox.Name())
+		dirs = append(dirs, "/sys/fs/cgroup/stead/pod"+sandbox.Name()) // cgroup v2
+		for _, dir := range dirs {
+			containers, _ := filepath.Glob(dir + "/*")
+			for range 20 {
+				for _, sub := range containers {
+					if fi, err := os.Stat(sub); err == nil && fi.IsDir() {
+						_ = os.Remove(sub)
+					}
+				}
+				if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond) // a killed process still exiting
+			}
+		}
 	}
 }
 
