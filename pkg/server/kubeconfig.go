@@ -75,18 +75,10 @@ func writeKubeconfigFor(path, serverURL string, ca *pki.CA, user string, auth *c
 // kubeconfigDue tells whether the kubeconfig at path needs a new client
 // certificate: it has none that parses, or the one it carries is due.
 func kubeconfigDue(path string) bool {
-	cfg, err := clientcmd.LoadFromFile(path)
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		return true
 	}
-	ctx, ok := cfg.Contexts[cfg.CurrentContext]
-	if !ok {
-		return true
-	}
-	auth, ok := cfg.AuthInfos[ctx.AuthInfo]
-	if !ok {
-		return true
-	}
-	cert, err := pki.ParseCertPEM(auth.ClientCertificateData)
+	cert, err := pki.ParseCertPEM(cfg.CertData)
 	return err != nil || pki.Due(cert)
 }
