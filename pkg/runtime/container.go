@@ -296,6 +296,7 @@ func (r *Runtime) Start(ctx context.Context, spec ContainerSpec) (c *Container, 
 		}
 	}
 	if err := lc.Run(process); err != nil {
+		reapStrayStages()
 		if c.stdin != nil {
 			c.stdin.Close()
 		}
@@ -553,6 +554,17 @@ func (c *Container) Signal(sig os.Signal) error {
 	}
 	if err := c.lc.Signal(sig); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
 		return fmt.Errorf("signal container %s: %w", c.id, err)
+	}
+	if sig == unix.SIGKILL {
+		// An init that outlives a kill by long is held by a process in
+		// its namespace that nobody has reaped (see strays.go).
+		go func() {
+			select {
+			case <-c.exited:
+			case <-time.After(strayGrace):
+				reapStrayStages()
+			}
+		}()
 	}
 	return nil
 }

@@ -65,6 +65,7 @@ func (c *Container) Exec(ctx context.Context, opts ExecOptions) (int, error) {
 		return -1, err
 	}
 	if err := c.lc.Run(p); err != nil {
+		reapStrayStages()
 		return -1, fmt.Errorf("exec in container %s: %w", c.id, err)
 	}
 	// Only the process may hold the ends it was given: the output reaches
