@@ -68,10 +68,16 @@ func runAPIServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	openAPIV2 := deferOpenAPIV2(config.KubeAPIs.ControlPlane.Generic)
 	chain, err := apiserverapp.CreateServerChain(completedConfig)
 	if err != nil {
 		return err
 	}
+	builtIn, err := builtInAPIServer(chain.GenericAPIServer)
+	if err != nil {
+		return err
+	}
+	serveOpenAPIV2Lazily(builtIn, openAPIV2)
 	if err := addBootstrapHooks(chain.GenericAPIServer); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -426,4 +427,69 @@ spec:
 		}
 	}
 	c.mustKubectl("", "delete", "namespace", ns, "--wait=false")
+}
+
+// OpenAPI as clients read it: v2 (built when first asked for, see
+// pkg/server/openapi.go) with the built-in APIs and a custom resource
+// merged in, v3 through kubectl explain.
+func TestOpenAPIForBuiltInAndCustomResources(t *testing.T) {
+	c := sharedCluster(t)
+	c.mustKubectl(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.e2e.stead.io}
+spec:
+  group: e2e.stead.io
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: what the gadget does
+            properties: {size: {type: integer}}
+`, "apply", "-f", "-")
+	defer c.kubectl("", "delete", "crd", "gadgets.e2e.stead.io", "--wait=false")
+	c.mustKubectl("", "wait", "--for=condition=Established", "crd/gadgets.e2e.stead.io", "--timeout=30s")
+
+	type swagger struct {
+		Paths       map[string]json.RawMessage `json:"paths"`
+		Definitions map[string]struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"definitions"`
+	}
+	eventually(t, 30*time.Second, "OpenAPI v2 with the built-in APIs and the custom resource", func() error {
+		out, err := c.kubectl("", "get", "--raw", "/openapi/v2")
+		if err != nil {
+			return fmt.Errorf("%v: %.200s", err, out)
+		}
+		var v2 swagger
+		if err := json.Unmarshal([]byte(out), &v2); err != nil {
+			return err
+		}
+		for _, path := range []string{"/api/v1/namespaces/{namespace}/pods", "/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}/scale", "/apis/e2e.stead.io/v1/namespaces/{namespace}/gadgets"} {
+			if _, ok := v2.Paths[path]; !ok {
+				return fmt.Errorf("no path %s among %d", path, len(v2.Paths))
+			}
+		}
+		for def, property := range map[string]string{"io.k8s.api.core.v1.PodSpec": "containers", "io.k8s.api.apps.v1.StatefulSetSpec": "volumeClaimTemplates", "io.stead.e2e.v1.Gadget": "spec"} {
+			if _, ok := v2.Definitions[def].Properties[property]; !ok {
+				return fmt.Errorf("no definition %s with %s among %d", def, property, len(v2.Definitions))
+			}
+		}
+		return nil
+	})
+	for resource, want := range map[string]string{"statefulsets.spec.persistentVolumeClaimRetentionPolicy": "whenScaled", "gadgets.spec": "what the gadget does"} {
+		eventually(t, 30*time.Second, "kubectl explain "+resource, func() error {
+			if out, err := c.kubectl("", "explain", resource); err != nil || !strings.Contains(out, want) {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	}
 }
