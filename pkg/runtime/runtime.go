@@ -189,8 +189,14 @@ func KillAll(root string) (killed int, err error) {
 func DestroyAll(root string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if _, err := KillAll(root); err != nil {
+		killed, err := KillAll(root)
+		if err != nil {
 			return err
+		}
+		if killed > 0 {
+			// An init that a stray holds (strays.go) reads as stopped
+			// here, its thread group's leader a zombie, and is not done.
+			reapStrayStages()
 		}
 		containers, err := stateContainers(root)
 		if err != nil {

@@ -120,22 +120,33 @@ func strayIn(t *testing.T, pid int) {
 }
 
 // A container whose PID namespace holds a dead process that nobody reaps
-// cannot finish dying: a kill still ends it, the stray reaped.
+// cannot finish dying: a kill still ends it, the stray reaped, whether the
+// node kills it or --cleanup kills everything.
 func TestKilledContainerExitsDespiteAStrayInItsNamespace(t *testing.T) {
-	r := newRuntime(t)
-	ensureSandbox(t, r, "pod-stray", "stray")
-	c := start(t, r, ContainerSpec{ID: "strayed", PodUID: "pod-stray", Args: toolbox("echo ready ; sleep 600")})
-	waitForLog(t, c.meta.LogPath, "ready")
-	strayIn(t, c.Pid())
-	if err := c.Signal(unix.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-c.Exited():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the container still runs 10s after SIGKILL")
-	}
-	if st, err := c.State(); err != nil || st.ExitCode != 137 {
-		t.Errorf("state %+v, %v; want exit code 137", st, err)
+	for _, tt := range []struct {
+		name string
+		kill func(r *Runtime, c *Container) error
+	}{
+		{"Signal", func(_ *Runtime, c *Container) error { return c.Signal(unix.SIGKILL) }},
+		{"DestroyAll", func(r *Runtime, _ *Container) error { return DestroyAll(r.root, 10*time.Second) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRuntime(t)
+			ensureSandbox(t, r, "pod-stray", "stray")
+			c := start(t, r, ContainerSpec{ID: "strayed", PodUID: "pod-stray", Args: toolbox("echo ready ; sleep 600")})
+			waitForLog(t, c.meta.LogPath, "ready")
+			strayIn(t, c.Pid())
+			if err := tt.kill(r, c); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-c.Exited():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the container still runs 10s after SIGKILL")
+			}
+			if st, err := c.State(); err != nil || st.ExitCode != 137 {
+				t.Errorf("state %+v, %v; want exit code 137", st, err)
+			}
+		})
 	}
 }
