@@ -83,6 +83,9 @@ type nodeCluster struct {
 	// publishAPI, in `stead up`, makes the API server reachable from pods
 	// at the node's bridge address, behind the kubernetes Service.
 	publishAPI func(ctx context.Context, bridge netip.Addr) error
+	// assignPodCIDR, in `stead up`, gives the first node of a new cluster
+	// its podCIDR without waiting for the controller manager.
+	assignPodCIDR func(ctx context.Context, node string) error
 }
 
 // startNode makes this machine a node of the cluster in this process: it
@@ -133,6 +136,12 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 	}
 	go node.Run(ctx)
 
+	if c.assignPodCIDR != nil {
+		if err := c.assignPodCIDR(ctx, o.nodeName); err != nil {
+			// The node-ipam controller gives it one a moment later.
+			klog.ErrorS(err, "Assigning the first node's podCIDR")
+		}
+	}
 	podCIDR, err := waitForPodCIDR(ctx, client, o.nodeName)
 	if err != nil {
 		return err
@@ -267,6 +276,7 @@ func inProcessNode(srv *server.Server, o nodeOptions) (nodeCluster, error) {
 		serviceCIDR:   netip.MustParsePrefix(cfg.ServiceCIDR),
 		clusterCIDR:   netip.MustParsePrefix(cfg.ClusterCIDR),
 		publishAPI:    srv.PublishAPIEndpoint,
+		assignPodCIDR: srv.AssignFirstPodCIDR,
 	}, nil
 }
 
