@@ -506,7 +506,15 @@ func (ssc *StatefulSetController) processNextWorkItem(ctx context.Context) bool 
 	}
 	defer ssc.queue.Done(key)
 	if err := ssc.sync(ctx, key); err != nil {
-		utilruntime.HandleErrorWithContext(ctx, err, "Error syncing StatefulSet, requeuing", "key", key)
+		// A cache not yet as new as the engine's own last write is the
+		// guard doing its job, not a failure: retried the same way, but
+		// not logged as an error at most creates (upstream does).
+		var stale *consistencyutil.ConsistencyError
+		if errors.As(err, &stale) {
+			klog.FromContext(ctx).V(4).Info("Cache behind the last write, requeuing", "key", key, "err", err)
+		} else {
+			utilruntime.HandleErrorWithContext(ctx, err, "Error syncing StatefulSet, requeuing", "key", key)
+		}
 		ssc.queue.AddRateLimited(key)
 	} else {
 		ssc.queue.Forget(key)
