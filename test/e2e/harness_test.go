@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,13 +111,50 @@ var clusterCount atomic.Int32
 // traffic.
 func nodeFlags(t testing.TB) []string {
 	n := clusterCount.Add(1)
-	slot := 16 * (os.Getpid() % 16) // which /20 of each /16 this run uses
+	slot := freeSlot(t, int(n))
 	return []string{
 		"--node-bridge", fmt.Sprintf("stt%d-%d", os.Getpid()%10000, n),
 		"--cluster-cidr", fmt.Sprintf("10.%d.%d.0/20", 100+n, slot),
 		"--service-cidr", fmt.Sprintf("10.%d.%d.0/20", 200+n, slot),
 		"--kubelet-port", fmt.Sprint(freePort(t)),
 	}
+}
+
+// freeSlot is which /20 of the /16s 10.(100+n) (pods) and 10.(200+n)
+// (Services) the n-th cluster of this run takes: the one the process's pid
+// points to, or the next one that no route on the machine touches yet. Two
+// runs side by side, their clusters on one range, broke each other's pod
+// networks (and removing one bridge took the other's routes with it).
+func freeSlot(t testing.TB, n int) int {
+	out, err := exec.Command("ip", "-4", "-o", "route", "show", "table", "all").Output()
+	if err != nil {
+		t.Fatalf("ip route: %v", err)
+	}
+	var routed []netip.Prefix
+	for line := range strings.Lines(string(out)) {
+		fields := strings.Fields(line)
+		if len(fields) > 1 && (fields[0] == "local" || fields[0] == "broadcast" || fields[0] == "unicast" || fields[0] == "blackhole") {
+			fields = fields[1:]
+		}
+		if len(fields) == 0 {
+			continue
+		}
+		if p, err := netip.ParsePrefix(fields[0]); err == nil {
+			routed = append(routed, p)
+		} else if a, err := netip.ParseAddr(fields[0]); err == nil {
+			routed = append(routed, netip.PrefixFrom(a, 32))
+		}
+	}
+	first := os.Getpid() % 16
+	for i := range 16 {
+		slot := 16 * ((first + i) % 16)
+		pods := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + n), byte(slot), 0}), 20)
+		if !slices.ContainsFunc(routed, pods.Overlaps) {
+			return slot
+		}
+	}
+	t.Fatalf("every /20 of 10.%d.0.0/16 is routed on this machine already", 100+n)
+	return 0
 }
 
 // cleanupNode removes what the cluster's node leaves running by design
