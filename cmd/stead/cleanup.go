@@ -47,6 +47,8 @@ func removeNode(ctx context.Context, dataDir string, o nodeOptions, clusterCIDR 
 	}
 	if err := runtime.DestroyAll(filepath.Join(dataDir, "run"), 30*time.Second); err != nil {
 		errs = append(errs, fmt.Errorf("containers: %w", err))
+	} else if err := removeSandboxes(dataDir); err != nil {
+		errs = append(errs, fmt.Errorf("pod sandboxes: %w", err))
 	}
 	// Volumes, containers' root filesystems, memory-backed emptyDirs.
 	if err := fsutil.UnmountBelow(dataDir); err != nil {
@@ -67,4 +69,22 @@ func removeNode(ctx context.Context, dataDir string, o nodeOptions, clusterCIDR 
 		return fmt.Errorf("--cleanup: %w", err)
 	}
 	return nil
+}
+
+// removeSandboxes removes what each pod had beside its containers: its
+// cgroup (one in every hierarchy) and its namespaces' mounts.
+func removeSandboxes(dataDir string) error {
+	pods, err := runtime.New(filepath.Join(dataDir, "run"), podCgroupParent)
+	if err != nil {
+		return err
+	}
+	uids, err := pods.ListSandboxes()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, uid := range uids {
+		errs = append(errs, pods.RemoveSandbox(uid))
+	}
+	return errors.Join(errs...)
 }

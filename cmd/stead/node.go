@@ -88,6 +88,9 @@ type nodeCluster struct {
 	assignPodCIDR func(ctx context.Context, node string) error
 }
 
+// podCgroupParent is the cgroup under which a node's pods have theirs.
+const podCgroupParent = "stead"
+
 // startNode makes this machine a node of the cluster in this process: it
 // registers the Node, sets up the pod network, routes to other nodes'
 // pods, Service rules, cluster DNS for pods, the kubelet API and the pod
@@ -162,7 +165,7 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 	if err != nil {
 		return err
 	}
-	containers, err := runtime.New(filepath.Join(c.dataDir, "run"), "stead")
+	containers, err := runtime.New(filepath.Join(c.dataDir, "run"), podCgroupParent)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,10 @@ func TestCleanupLeavesNothingOnTheMachine(t *testing.T) {
 	if err := exec.Command("nft", "list", "table", "ip", table).Run(); err != nil {
 		t.Fatalf("before the stop: no table %s: %v", table, err)
 	}
+	cgroups := c.podCgroups()
+	if len(cgroups) == 0 {
+		t.Fatal("before the stop: no pod cgroup")
+	}
 
 	c.stop()
 	if !strings.Contains(c.stderr.String(), "(--cleanup)") {
@@ -42,6 +46,11 @@ func TestCleanupLeavesNothingOnTheMachine(t *testing.T) {
 	}
 	if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err == nil {
 		t.Errorf("table %s left:\n%s", table, out)
+	}
+	for _, dir := range cgroups {
+		if exists(dir) {
+			t.Errorf("pod cgroup left: %s", dir)
+		}
 	}
 
 	// The pod's status still says Running from before the stop until the
@@ -75,6 +84,10 @@ func TestAgentCleanupLeavesNothingOnTheMachine(t *testing.T) {
 	if err := inNode("nft", "list", "table", "ip", "stead-proxy"); err != nil {
 		t.Fatalf("before the stop: no Service rules on node-a: %v", err)
 	}
+	cgroups := agent.podCgroups()
+	if len(cgroups) == 0 {
+		t.Fatal("before the stop: no pod cgroup")
+	}
 
 	agent.stop()
 	if !strings.Contains(agent.stderr.String(), "(--cleanup)") {
@@ -89,6 +102,11 @@ func TestAgentCleanupLeavesNothingOnTheMachine(t *testing.T) {
 	}
 	if err := inNode("nft", "list", "table", "ip", "stead-proxy"); err == nil {
 		t.Error("Service rules (table stead-proxy) left on node-a")
+	}
+	for _, dir := range cgroups {
+		if exists(dir) {
+			t.Errorf("pod cgroup left: %s", dir)
+		}
 	}
 }
 

@@ -183,25 +183,35 @@ func (c *cluster) cleanupNode() {
 // <hierarchy>/stead/pod<uid> and their containers' beneath, once their
 // killed processes are gone.
 func (c *cluster) removePodCgroups() {
-	sandboxes, _ := os.ReadDir(filepath.Join(c.dataDir, "run", "sandboxes"))
-	for _, sandbox := range sandboxes {
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/stead/pod" + sandbox.Name())
-		dirs = append(dirs, "/sys/fs/cgroup/stead/pod"+sandbox.Name()) // cgroup v2
-		for _, dir := range dirs {
-			containers, _ := filepath.Glob(dir + "/*")
-			for range 20 {
-				for _, sub := range containers {
-					if fi, err := os.Stat(sub); err == nil && fi.IsDir() {
-						_ = os.Remove(sub)
-					}
+	for _, dir := range c.podCgroups() {
+		containers, _ := filepath.Glob(dir + "/*")
+		for range 20 {
+			for _, sub := range containers {
+				if fi, err := os.Stat(sub); err == nil && fi.IsDir() {
+					_ = os.Remove(sub)
 				}
-				if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
-					break
-				}
-				time.Sleep(100 * time.Millisecond) // a killed process still exiting
 			}
+			if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // a killed process still exiting
 		}
 	}
+}
+
+// podCgroups are the cgroups, in every hierarchy, of the pods the
+// cluster's node has a sandbox for.
+func (c *cluster) podCgroups() []string {
+	sandboxes, _ := os.ReadDir(filepath.Join(c.dataDir, "run", "sandboxes"))
+	var dirs []string
+	for _, sandbox := range sandboxes {
+		found, _ := filepath.Glob("/sys/fs/cgroup/*/stead/pod" + sandbox.Name())
+		if v2 := "/sys/fs/cgroup/stead/pod" + sandbox.Name(); exists(v2) {
+			found = append(found, v2)
+		}
+		dirs = append(dirs, found...)
+	}
+	return dirs
 }
 
 // fenceKeeperPid is the pid an agent's fence keeper wrote, 0 if none.
@@ -464,4 +474,9 @@ func (c *cluster) importTestImages() error {
 		return fmt.Errorf("stead image import: %v\n%s", err, out)
 	}
 	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
