@@ -122,9 +122,9 @@ func nodeFlags(t testing.TB) []string {
 
 // freeSlot is which /20 of the /16s 10.(100+n) (pods) and 10.(200+n)
 // (Services) the n-th cluster of this run takes: the one the process's pid
-// points to, or the next one that no route on the machine touches yet. Two
-// runs side by side, their clusters on one range, broke each other's pod
-// networks (and removing one bridge took the other's routes with it).
+// points to, or the next one that no route on the machine touches yet: a
+// bridge an earlier, killed run had left with the same range took the pod
+// traffic of a cluster here, and five tests failed.
 func freeSlot(t testing.TB, n int) int {
 	out, err := exec.Command("ip", "-4", "-o", "route", "show", "table", "all").Output()
 	if err != nil {
