@@ -382,11 +382,21 @@ var certificateCheck = time.Hour
 // new key and the new chain being written, the API server logs once that
 // the pair does not match and keeps serving the old one.)
 func (s *Server) renewCertificates(ctx context.Context) {
-	wait.UntilWithContext(ctx, func(context.Context) {
+	atEachCertificateCheck(ctx, func() {
 		if err := s.renewDue(); err != nil {
 			klog.ErrorS(err, "renew certificates")
 		}
-	}, certificateCheck)
+	})
+}
+
+// atEachCertificateCheck runs check every certificateCheck until ctx ends,
+// the first time a period from now: the start has just made or checked
+// every certificate.
+func atEachCertificateCheck(ctx context.Context, check func()) {
+	_ = wait.PollUntilContextCancel(ctx, certificateCheck, false, func(context.Context) (bool, error) {
+		check()
+		return false, nil
+	})
 }
 
 // renewDue renews every certificate that is due: the server's own, the
@@ -430,7 +440,7 @@ func (s *Server) IssueServingCertificate(commonName string, dnsNames []string, i
 // IssueServingCertificate, for the same names, whenever the one in use
 // comes due, until ctx ends. current is the one in use at first.
 func (s *Server) RenewServingCertificate(ctx context.Context, current *x509.Certificate, serve func(tls.Certificate)) {
-	wait.UntilWithContext(ctx, func(context.Context) {
+	atEachCertificateCheck(ctx, func() {
 		if !pki.Due(current) {
 			return
 		}
@@ -441,7 +451,7 @@ func (s *Server) RenewServingCertificate(ctx context.Context, current *x509.Cert
 		}
 		current = cert.Leaf
 		serve(cert)
-	}, certificateCheck)
+	})
 }
 
 // CA is the cluster's certificate authority certificate.
