@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -37,14 +38,17 @@ func assignFirstPodCIDR(ctx context.Context, client kubernetes.Interface, cluste
 	if err != nil {
 		return err
 	}
-	for _, n := range nodes.Items {
+	var node *corev1.Node
+	for i, n := range nodes.Items {
 		if n.Spec.PodCIDR != "" || len(n.Spec.PodCIDRs) > 0 {
 			return nil
 		}
+		if n.Name == name {
+			node = &nodes.Items[i]
+		}
 	}
-	node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
+	if node == nil {
+		return fmt.Errorf("node %s is not registered", name)
 	}
 	first := netip.PrefixFrom(cluster.Masked().Addr(), nodeCIDRBits).String()
 	node.Spec.PodCIDR, node.Spec.PodCIDRs = first, []string{first}
