@@ -60,7 +60,7 @@ func TestUnmountBelowFindsTheThreadsOwnMounts(t *testing.T) {
 
 // mountedAt is the calling thread's mountinfo line for path, if any.
 func mountedAt(path string) string {
-	data, _ := os.ReadFile("/proc/thread-self/mountinfo")
+	data, _ := MountInfo()
 	for _, line := range strings.Split(string(data), "\n") {
 		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
 			return line

@@ -120,25 +120,31 @@ func children() []int {
 }
 
 // deadStage tells whether pid is a zombie that is one of libcontainer's
-// stages. /proc/<pid>/stat is "pid (comm) state ...", and comm may hold
-// spaces and parentheses, so the state follows the last ")".
+// stages.
 func deadStage(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	comm, state, ok := procState(pid)
+	if !ok || state != 'Z' {
 		return false
 	}
-	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-	if open < 0 || end < open || len(stat) < end+3 {
-		return false
-	}
-	if stat[end+2] != 'Z' {
-		return false
-	}
-	comm := stat[open+1 : end]
 	for _, stage := range strayStages {
 		if bytes.Equal(comm, stage) {
 			return true
 		}
 	}
 	return false
+}
+
+// procState is pid's name (comm) and state, from /proc/<pid>/stat: "pid
+// (comm) state ...", where comm may hold spaces and parentheses, so the
+// state follows the last ")".
+func procState(pid int) (comm []byte, state byte, ok bool) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, 0, false
+	}
+	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if open < 0 || end < open || len(stat) < end+3 {
+		return nil, 0, false
+	}
+	return stat[open+1 : end], stat[end+2], true
 }

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"strconv"
 	"testing"
 	"time"
 
@@ -36,16 +35,8 @@ func zombie(t *testing.T, name string) *exec.Cmd {
 }
 
 func isZombie(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	for i := len(stat) - 1; i > 0; i-- {
-		if stat[i] == ')' {
-			return i+2 < len(stat) && stat[i+2] == 'Z'
-		}
-	}
-	return false
+	_, state, ok := procState(pid)
+	return ok && state == 'Z'
 }
 
 func TestReapStraysReapsOnlyDeadStagesNobodyWaitsFor(t *testing.T) {
