@@ -68,7 +68,7 @@ func runAPIServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	openAPIV2 := deferOpenAPIV2(config.KubeAPIs.ControlPlane.Generic)
+	openAPIV2, openAPIV3 := deferOpenAPI(config.KubeAPIs.ControlPlane.Generic)
 	chain, err := apiserverapp.CreateServerChain(completedConfig)
 	if err != nil {
 		return err
@@ -78,6 +78,7 @@ func runAPIServer(ctx context.Context, args []string) error {
 		return err
 	}
 	serveOpenAPIV2Lazily(builtIn, openAPIV2)
+	openAPIV3Specs := serveOpenAPIV3(builtIn, openAPIV3)
 	if err := addBootstrapHooks(chain.GenericAPIServer); err != nil {
 		return err
 	}
@@ -85,6 +86,7 @@ func runAPIServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	openAPIV3Specs.releaseDefinitions()
 	return prepared.Run(ctx)
 }
 

@@ -1,15 +1,31 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
+	restful "github.com/emicklei/go-restful/v3"
+	"github.com/munnerz/goautoneg"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/mux"
+	apiserverroutes "k8s.io/apiserver/pkg/server/routes"
 	"k8s.io/klog/v2"
 	"k8s.io/kube-openapi/pkg/builder"
 	"k8s.io/kube-openapi/pkg/cached"
 	"k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/common/restfuladapter"
 	"k8s.io/kube-openapi/pkg/handler"
+	"k8s.io/kube-openapi/pkg/handler3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 )
 
@@ -19,18 +35,18 @@ import (
 // 0.3-0.5 s sooner. kubectl no longer asks for it (apply, explain and
 // validation read OpenAPI v3), so stead has the built-in APIs' v2 spec
 // built when it is first asked for, from the same routes and
-// configuration, and served by upstream's handler as it would have been. The aggregated spec at
-// /openapi/v2 is lazy upstream already: it asks the API servers behind it
-// when it is asked itself. CustomResourceDefinitions' v2 spec is another
+// configuration, and served by upstream's handler as it would have been.
+// The aggregated spec at /openapi/v2 is lazy upstream already: it asks the
+// API servers behind it when it is asked itself. CustomResourceDefinitions' v2 spec is another
 // API server's (apiextensions) and is left as upstream builds it.
 
-// deferOpenAPIV2 takes the v2 configuration out of the built-in APIs'
-// server configuration, so that its start builds nothing, and returns the
-// configuration for serveOpenAPIV2Lazily.
-func deferOpenAPIV2(kubeAPIs *genericapiserver.Config) *common.Config {
-	config := kubeAPIs.OpenAPIConfig
-	kubeAPIs.OpenAPIConfig = nil
-	return config
+// deferOpenAPI stops the built-in APIs' server from building its OpenAPI
+// specs in its PrepareRun, and returns their configuration for
+// serveOpenAPIV2Lazily and serveOpenAPIV3. The v3 configuration stays
+// in the server: it builds the server-side apply type converter from it.
+func deferOpenAPI(kubeAPIs *genericapiserver.Config) (*common.Config, *common.OpenAPIV3Config) {
+	kubeAPIs.SkipOpenAPIInstallation = true
+	return kubeAPIs.OpenAPIConfig, kubeAPIs.OpenAPIV3Config
 }
 
 // serveOpenAPIV2Lazily serves, at /openapi/v2 of server, the spec of its
@@ -63,4 +79,217 @@ func builtInAPIServer(aggregator *genericapiserver.GenericAPIServer) (*genericap
 		return nil, errors.New("the aggregator's delegate is not the built-in APIs' server")
 	}
 	return server, nil
+}
+
+// The built-in APIs' OpenAPI v3 specs, one per group version, are all built
+// as the API server starts: the aggregator asks for each one's hash before
+// it serves. Upstream then keeps every spec twice, as objects and as JSON,
+// and the generated definitions they were built from: a fresh stead's live
+// heap is 21 MB smaller without them (105 → 84 MB). stead builds them with
+// upstream's own InstallV3 into a private mux, once, in the background from
+// the moment the routes are installed, reads each group version's JSON and
+// ETag out of it and keeps only those, the JSON compressed (6.5 → 1.1 MB); a
+// request decompresses its group version, and converts it to protobuf, as
+// upstream does, when that is what it accepts. The built-in APIs do not
+// change while the server runs, so one build serves for good.
+
+// openAPIV3 serves the /openapi/v3 tree of the built-in APIs' server.
+type openAPIV3 struct {
+	config *common.OpenAPIV3Config
+	specs  func() (*openAPIV3Specs, error)
+}
+
+type openAPIV3Specs struct {
+	discovery     []byte
+	discoveryETag string
+	groupVersions map[string]compressedSpec
+	built         time.Time
+}
+
+type compressedSpec struct {
+	gzipped []byte
+	etag    string
+	// url is the group version's address in the discovery document, with
+	// its hash: a request for another hash is redirected to it.
+	url string
+}
+
+// serveOpenAPIV3 serves, at /openapi/v3 of server, what upstream's
+// PrepareRun would have: upstream's discovery document and, for each group
+// version, its JSON, or protobuf, under the same ETag. config is the
+// server's v3 configuration; server's routes are all installed. The build
+// begins at once, beside the rest of the start: the aggregator's
+// PrepareRun asks for the discovery document.
+func serveOpenAPIV3(server *genericapiserver.GenericAPIServer, config *common.OpenAPIV3Config) *openAPIV3 {
+	if config == nil {
+		return nil
+	}
+	o := newOpenAPIV3(server.Handler.GoRestfulContainer, config)
+	o.register(server.Handler.NonGoRestfulMux)
+	go o.specs()
+	return o
+}
+
+func newOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) *openAPIV3 {
+	return &openAPIV3{config: config, specs: sync.OnceValues(func() (*openAPIV3Specs, error) {
+		specs, err := buildOpenAPIV3(routes, config)
+		if err != nil {
+			klog.ErrorS(err, "Building the OpenAPI v3 specs")
+		}
+		return specs, err
+	})}
+}
+
+// releaseDefinitions drops the generated definitions that the v3
+// configuration keeps for builds, once the specs are built, and once the
+// aggregator has built its own from the same configuration (in its
+// PrepareRun): nothing in a running server builds from it again, and a
+// build that did would make its own.
+func (o *openAPIV3) releaseDefinitions() {
+	if o == nil {
+		return
+	}
+	o.specs()
+	o.config.Definitions = nil
+}
+
+func (o *openAPIV3) register(m *mux.PathRecorderMux) {
+	m.Handle("/openapi/v3", http.HandlerFunc(o.serveDiscovery))
+	m.HandlePrefix("/openapi/v3/", http.HandlerFunc(o.serveGroupVersion))
+}
+
+// buildOpenAPIV3 builds routes' v3 specs as upstream serves them and keeps
+// their bytes.
+func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (*openAPIV3Specs, error) {
+	upstream := mux.NewPathRecorderMux("stead-openapi-v3-build")
+	apiserverroutes.OpenAPI{V3Config: config}.InstallV3(routes, upstream)
+	discovery, discoveryETag, err := getSpec(upstream, "/openapi/v3")
+	if err != nil {
+		return nil, err
+	}
+	var index handler3.OpenAPIV3Discovery
+	if err := json.Unmarshal(discovery, &index); err != nil {
+		return nil, fmt.Errorf("the OpenAPI v3 discovery document: %w", err)
+	}
+	specs := &openAPIV3Specs{
+		discovery:     discovery,
+		discoveryETag: discoveryETag,
+		groupVersions: make(map[string]compressedSpec, len(index.Paths)),
+		built:         time.Now(),
+	}
+	var compressed bytes.Buffer
+	zipper, _ := gzip.NewWriterLevel(&compressed, gzip.BestSpeed)
+	for gv, entry := range index.Paths {
+		spec, etag, err := getSpec(upstream, entry.ServerRelativeURL)
+		if err != nil {
+			return nil, err
+		}
+		compressed.Reset()
+		zipper.Reset(&compressed)
+		if _, err := zipper.Write(spec); err != nil {
+			return nil, err
+		}
+		if err := zipper.Close(); err != nil {
+			return nil, err
+		}
+		specs.groupVersions[gv] = compressedSpec{gzipped: bytes.Clone(compressed.Bytes()), etag: etag, url: entry.ServerRelativeURL}
+	}
+	return specs, nil
+}
+
+// getSpec is a GET of JSON from upstream's handler.
+func getSpec(upstream http.Handler, url string) ([]byte, string, error) {
+	request := httptest.NewRequest(http.MethodGet, url, nil)
+	request.Header.Set("Accept", "application/json")
+	response := httptest.NewRecorder()
+	upstream.ServeHTTP(response, request)
+	if response.Code != http.StatusOK {
+		return nil, "", fmt.Errorf("OpenAPI v3 %s: status %d", url, response.Code)
+	}
+	etag, err := strconv.Unquote(response.Header().Get("Etag"))
+	if err != nil {
+		return nil, "", fmt.Errorf("OpenAPI v3 %s: ETag %q", url, response.Header().Get("Etag"))
+	}
+	return response.Body.Bytes(), etag, nil
+}
+
+func (o *openAPIV3) serveDiscovery(w http.ResponseWriter, r *http.Request) {
+	specs, err := o.specs()
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Etag", strconv.Quote(specs.discoveryETag))
+	w.Header().Set("Content-Type", "application/json")
+	http.ServeContent(w, r, "/openapi/v3", specs.built, bytes.NewReader(specs.discovery))
+}
+
+// openAPIV3Formats are the media types a group version is served in, as
+// upstream's handler3 serves them: JSON, and protobuf under its current and
+// its deprecated name.
+var openAPIV3Formats = []struct{ subType, contentType string }{
+	{"json", "application/json"},
+	{"com.github.proto-openapi.spec.v3.v1.0+protobuf", "application/com.github.proto-openapi.spec.v3.v1.0+protobuf"},
+	{"com.github.proto-openapi.spec.v3@v1.0+protobuf", "application/com.github.proto-openapi.spec.v3.v1.0+protobuf"},
+}
+
+func (o *openAPIV3) serveGroupVersion(w http.ResponseWriter, r *http.Request) {
+	specs, err := o.specs()
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	spec, ok := specs.groupVersions[strings.TrimPrefix(r.URL.Path, "/openapi/v3/")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		accept = "*/*"
+	}
+	w.Header().Add("Vary", "Accept")
+	for _, clause := range goautoneg.ParseAccept(accept) {
+		for _, format := range openAPIV3Formats {
+			if (clause.Type != "application" && clause.Type != "*") || (clause.SubType != format.subType && clause.SubType != "*") {
+				continue
+			}
+			data, err := spec.in(format.contentType)
+			if err != nil {
+				klog.ErrorS(err, "Serving an OpenAPI v3 spec", "path", r.URL.Path, "contentType", format.contentType)
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Content-Type", format.contentType)
+			w.Header().Set("Etag", strconv.Quote(spec.etag))
+			if hash := r.URL.Query().Get("hash"); hash != "" {
+				if hash != spec.etag {
+					http.Redirect(w, r, spec.url, http.StatusMovedPermanently)
+					return
+				}
+				// A URL with the spec's hash names that content for good.
+				w.Header().Set("Cache-Control", "public, immutable")
+				w.Header().Set("Expires", time.Now().AddDate(1, 0, 0).Format(time.RFC1123))
+			}
+			http.ServeContent(w, r, "", specs.built, bytes.NewReader(data))
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNotAcceptable)
+}
+
+// in is the spec in contentType, JSON or protobuf.
+func (s compressedSpec) in(contentType string) ([]byte, error) {
+	unzipper, err := gzip.NewReader(bytes.NewReader(s.gzipped))
+	if err != nil {
+		return nil, err
+	}
+	spec, err := io.ReadAll(unzipper)
+	if err != nil {
+		return nil, err
+	}
+	if contentType == "application/json" {
+		return spec, nil
+	}
+	return handler3.ToV3ProtoBinary(spec)
 }

@@ -431,7 +431,8 @@ spec:
 
 // OpenAPI as clients read it: v2 (built when first asked for, see
 // pkg/server/openapi.go) with the built-in APIs and a custom resource
-// merged in, v3 through kubectl explain.
+// merged in, v3 (kept compressed, ibid.) by group version and through
+// kubectl explain.
 func TestOpenAPIForBuiltInAndCustomResources(t *testing.T) {
 	c := sharedCluster(t)
 	c.mustKubectl(`apiVersion: apiextensions.k8s.io/v1
@@ -480,6 +481,42 @@ spec:
 		for def, property := range map[string]string{"io.k8s.api.core.v1.PodSpec": "containers", "io.k8s.api.apps.v1.StatefulSetSpec": "volumeClaimTemplates", "io.stead.e2e.v1.Gadget": "spec"} {
 			if _, ok := v2.Definitions[def].Properties[property]; !ok {
 				return fmt.Errorf("no definition %s with %s among %d", def, property, len(v2.Definitions))
+			}
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "OpenAPI v3 of the built-in APIs and the custom resource", func() error {
+		out, err := c.kubectl("", "get", "--raw", "/openapi/v3")
+		if err != nil {
+			return fmt.Errorf("%v: %.200s", err, out)
+		}
+		var discovery struct {
+			Paths map[string]struct {
+				ServerRelativeURL string `json:"serverRelativeURL"`
+			} `json:"paths"`
+		}
+		if err := json.Unmarshal([]byte(out), &discovery); err != nil {
+			return err
+		}
+		for gv, schema := range map[string]string{"api/v1": "io.k8s.api.core.v1.PodSpec", "apis/apps/v1": "io.k8s.api.apps.v1.StatefulSetSpec", "apis/e2e.stead.io/v1": "io.stead.e2e.v1.Gadget"} {
+			url := discovery.Paths[gv].ServerRelativeURL
+			if !strings.Contains(url, "?hash=") {
+				return fmt.Errorf("%s in the discovery document: %q", gv, url)
+			}
+			out, err := c.kubectl("", "get", "--raw", url)
+			if err != nil {
+				return fmt.Errorf("%s: %v: %.200s", url, err, out)
+			}
+			var spec struct {
+				Components struct {
+					Schemas map[string]json.RawMessage `json:"schemas"`
+				} `json:"components"`
+			}
+			if err := json.Unmarshal([]byte(out), &spec); err != nil {
+				return fmt.Errorf("%s: %v", url, err)
+			}
+			if _, ok := spec.Components.Schemas[schema]; !ok {
+				return fmt.Errorf("%s: no schema %s among %d", url, schema, len(spec.Components.Schemas))
 			}
 		}
 		return nil
