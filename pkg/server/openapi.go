@@ -46,7 +46,35 @@ import (
 // in the server: it builds the server-side apply type converter from it.
 func deferOpenAPI(kubeAPIs *genericapiserver.Config) (*common.Config, *common.OpenAPIV3Config) {
 	kubeAPIs.SkipOpenAPIInstallation = true
+	if v2 := kubeAPIs.OpenAPIConfig; v2 != nil && v2.GetOperationIDAndTagsFromRoute == nil {
+		v2.GetOperationIDAndTagsFromRoute = operationIDAndTagsFromRoute(v2.GetOperationIDAndTags)
+	}
+	if v3 := kubeAPIs.OpenAPIV3Config; v3 != nil && v3.GetOperationIDAndTagsFromRoute == nil {
+		v3.GetOperationIDAndTagsFromRoute = operationIDAndTagsFromRoute(v3.GetOperationIDAndTags)
+	}
 	return kubeAPIs.OpenAPIConfig, kubeAPIs.OpenAPIV3Config
+}
+
+// operationIDAndTagsFromRoute is the function kube-openapi's builders put
+// into a configuration that has none, made before any build: theirs is a
+// closure over the builder itself, its map of every generated definition
+// and the first spec it built, and the configuration keeps it as long as
+// the server runs (one map for v2 and one for v3, 6.7 MB each, and a spec).
+// The built-in APIs' server, the aggregator and the apiextensions server
+// share these configurations, so setting it here covers them all.
+func operationIDAndTagsFromRoute(getOperationIDAndTags func(*restful.Route) (string, []string, error)) func(common.Route) (string, []string, error) {
+	if getOperationIDAndTags == nil {
+		return func(r common.Route) (string, []string, error) {
+			return r.OperationName(), nil, nil
+		}
+	}
+	return func(r common.Route) (string, []string, error) {
+		route, ok := r.(*restfuladapter.RouteAdapter)
+		if !ok {
+			return "", nil, fmt.Errorf("config.GetOperationIDAndTags specified but route is not a restful v1 Route")
+		}
+		return getOperationIDAndTags(route.Route)
+	}
 }
 
 // serveOpenAPIV2Lazily serves, at /openapi/v2 of server, the spec of its

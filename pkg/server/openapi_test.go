@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	restful "github.com/emicklei/go-restful/v3"
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/handler3"
+	"k8s.io/kube-openapi/pkg/validation/spec"
 	generatedopenapi "k8s.io/kubernetes/pkg/generated/openapi"
 )
 
@@ -129,5 +133,45 @@ func TestOpenAPIV3ServedAsUpstreamServesIt(t *testing.T) {
 	}
 	if etag, err := strconv.Unquote(core.Header().Get("Etag")); err != nil || etag == "" {
 		t.Errorf("upstream's ETag %q: %v", core.Header().Get("Etag"), err)
+	}
+}
+
+// Once the specs are built and the definitions released, nothing keeps the
+// generated definitions: not the configuration, not the function that
+// kube-openapi's builders put into it (deferOpenAPI's).
+func TestOpenAPIV3KeepsNoDefinitions(t *testing.T) {
+	released := make(chan struct{})
+	var once sync.Once
+	getDefinitions := func(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
+		definitions := generatedopenapi.GetOpenAPIDefinitions(ref)
+		// Referred to by no route, so reachable through the map alone.
+		sentinel := new([64]byte)
+		runtime.AddCleanup(sentinel, func(struct{}) { once.Do(func() { close(released) }) }, struct{}{})
+		definitions["sentinel"] = common.OpenAPIDefinition{Schema: spec.Schema{VendorExtensible: spec.VendorExtensible{Extensions: spec.Extensions{"x-sentinel": sentinel}}}}
+		return definitions
+	}
+	config := genericapiserver.DefaultOpenAPIV3Config(getDefinitions, openapinamer.NewDefinitionNamer(scheme.Scheme))
+	config.Info.Title, config.Info.Version = "Kubernetes", "v1.37"
+	_, config = deferOpenAPI(&genericapiserver.Config{OpenAPIV3Config: config})
+	specs := newOpenAPIV3(exampleRoutes(), config)
+	served := mux.NewPathRecorderMux("stead")
+	specs.register(served)
+	if w := get(t, served, "/openapi/v3", nil); w.Code != http.StatusOK {
+		t.Fatalf("discovery: %d %s", w.Code, w.Body)
+	}
+	specs.releaseDefinitions()
+	deadline := time.After(10 * time.Second)
+	for done := false; !done; {
+		runtime.GC()
+		select {
+		case <-released:
+			done = true
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the generated definitions are still reachable after the build")
+		}
+	}
+	if w := get(t, served, "/openapi/v3/apis/apps/v1", nil); w.Code != http.StatusOK || !bytes.Contains(w.Body.Bytes(), []byte("io.k8s.api.apps.v1.StatefulSet")) {
+		t.Errorf("apps/v1 after the release: %d %.200s", w.Code, w.Body)
 	}
 }
