@@ -31,7 +31,8 @@ func writeKubeconfig(path, serverURL string, ca *pki.CA, user string, groups []s
 	if err != nil {
 		return err
 	}
-	return writeKubeconfigFor(path, serverURL, ca, user, &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM})
+	cluster := &clientcmdapi.Cluster{Server: serverURL, CertificateAuthorityData: ca.CertPEM()}
+	return writeKubeconfigFor(path, cluster, user, &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM})
 }
 
 // clientIdentity is an in-process client of the API server.
@@ -45,20 +46,26 @@ type clientIdentity struct {
 // id, renewing it when due, and a kubeconfig that names its files rather
 // than carrying it: client-go reloads certificate files that change, so a
 // running component goes on with the renewed one.
+//
+// The component asks for its responses uncompressed: it runs in the API
+// server's process, and the API server would otherwise gzip every watch
+// event and large list it sends it, with a compressor held for each watch,
+// for a connection that never leaves the process.
 func writeComponentKubeconfig(dir, serverURL string, ca *pki.CA, id clientIdentity) (string, error) {
 	certFile, keyFile, err := ca.EnsureCert(dir, id.name, pki.Spec{CommonName: id.user, Organization: id.groups, Client: true})
 	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, id.name+".kubeconfig")
-	return path, writeKubeconfigFor(path, serverURL, ca, id.user, &clientcmdapi.AuthInfo{ClientCertificate: certFile, ClientKey: keyFile})
+	cluster := &clientcmdapi.Cluster{Server: serverURL, CertificateAuthorityData: ca.CertPEM(), DisableCompression: true}
+	return path, writeKubeconfigFor(path, cluster, id.user, &clientcmdapi.AuthInfo{ClientCertificate: certFile, ClientKey: keyFile})
 }
 
 // writeKubeconfigFor writes a kubeconfig for one user of this cluster; the
 // file is left alone if it already says the same.
-func writeKubeconfigFor(path, serverURL string, ca *pki.CA, user string, auth *clientcmdapi.AuthInfo) error {
+func writeKubeconfigFor(path string, cluster *clientcmdapi.Cluster, user string, auth *clientcmdapi.AuthInfo) error {
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["stead"] = &clientcmdapi.Cluster{Server: serverURL, CertificateAuthorityData: ca.CertPEM()}
+	cfg.Clusters["stead"] = cluster
 	cfg.AuthInfos[user] = auth
 	cfg.Contexts["stead"] = &clientcmdapi.Context{Cluster: "stead", AuthInfo: user}
 	cfg.CurrentContext = "stead"

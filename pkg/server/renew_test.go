@@ -100,7 +100,7 @@ func TestRenewDueRenewsWhatIsDueAndNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeKubeconfigFor(cfg.KubeconfigPath, cfg.URL(), creds.ca, adminUser,
+	if err := writeKubeconfigFor(cfg.KubeconfigPath, &clientcmdapi.Cluster{Server: cfg.URL(), CertificateAuthorityData: creds.ca.CertPEM()}, adminUser,
 		&clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}); err != nil {
 		t.Fatal(err)
 	}
