@@ -37,8 +37,9 @@ import (
 // built when it is first asked for, from the same routes and
 // configuration, and served by upstream's handler as it would have been.
 // The aggregated spec at /openapi/v2 is lazy upstream already: it asks the
-// API servers behind it when it is asked itself. CustomResourceDefinitions' v2 spec is another
-// API server's (apiextensions) and is left as upstream builds it.
+// API servers behind it when it is asked itself. CustomResourceDefinitions'
+// v2 spec is another API server's (apiextensions) and is left as upstream
+// builds it.
 
 // deferOpenAPI stops the built-in APIs' server from building its OpenAPI
 // specs in its PrepareRun, and returns their configuration for
@@ -282,6 +283,13 @@ func (o *openAPIV3) serveGroupVersion(w http.ResponseWriter, r *http.Request) {
 			if (clause.Type != "application" && clause.Type != "*") || (clause.SubType != format.subType && clause.SubType != "*") {
 				continue
 			}
+			hash := r.URL.Query().Get("hash")
+			if hash != "" && hash != spec.etag {
+				w.Header().Set("Content-Type", format.contentType)
+				w.Header().Set("Etag", strconv.Quote(spec.etag))
+				http.Redirect(w, r, spec.url, http.StatusMovedPermanently)
+				return
+			}
 			data, err := spec.in(format.contentType)
 			if err != nil {
 				klog.ErrorS(err, "Serving an OpenAPI v3 spec", "path", r.URL.Path, "contentType", format.contentType)
@@ -290,11 +298,7 @@ func (o *openAPIV3) serveGroupVersion(w http.ResponseWriter, r *http.Request) {
 			}
 			w.Header().Set("Content-Type", format.contentType)
 			w.Header().Set("Etag", strconv.Quote(spec.etag))
-			if hash := r.URL.Query().Get("hash"); hash != "" {
-				if hash != spec.etag {
-					http.Redirect(w, r, spec.url, http.StatusMovedPermanently)
-					return
-				}
+			if hash != "" {
 				// A URL with the spec's hash names that content for good.
 				w.Header().Set("Cache-Control", "public, immutable")
 				w.Header().Set("Expires", time.Now().AddDate(1, 0, 0).Format(time.RFC1123))
