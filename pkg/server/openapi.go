@@ -3,12 +3,14 @@ package server
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha512"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	restful "github.com/emicklei/go-restful/v3"
 	"github.com/munnerz/goautoneg"
+	"golang.org/x/sync/errgroup"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/mux"
 	apiserverroutes "k8s.io/apiserver/pkg/server/routes"
@@ -115,9 +118,9 @@ func builtInAPIServer(aggregator *genericapiserver.GenericAPIServer) (*genericap
 // it serves. Upstream then keeps every spec twice, as objects and as JSON,
 // and the generated definitions they were built from: a fresh stead's live
 // heap is 21 MB smaller without them (105 → 84 MB). stead builds them with
-// upstream's own InstallV3 into a private mux, once, in the background from
-// the moment the routes are installed, reads each group version's JSON and
-// ETag out of it and keeps only those, the JSON compressed (6.5 → 1.1 MB); a
+// upstream's own InstallV3 into private muxes, once, at the first request,
+// reads each group version's JSON and ETag out of them and keeps only
+// those, the JSON compressed (6.5 → 1.1 MB); a
 // request decompresses its group version, and converts it to protobuf, as
 // upstream does, when that is what it accepts. The built-in APIs do not
 // change while the server runs, so one build serves for good.
@@ -146,16 +149,14 @@ type compressedSpec struct {
 // serveOpenAPIV3 serves, at /openapi/v3 of server, what upstream's
 // PrepareRun would have: upstream's discovery document and, for each group
 // version, its JSON, or protobuf, under the same ETag. config is the
-// server's v3 configuration; server's routes are all installed. The build
-// begins at once, beside the rest of the start: the aggregator's
-// PrepareRun asks for the discovery document.
+// server's v3 configuration; server's routes are all installed. The specs
+// are built at the first request, the aggregator's, in its PrepareRun.
 func serveOpenAPIV3(server *genericapiserver.GenericAPIServer, config *common.OpenAPIV3Config) *openAPIV3 {
 	if config == nil {
 		return nil
 	}
 	o := newOpenAPIV3(server.Handler.GoRestfulContainer, config)
 	o.register(server.Handler.NonGoRestfulMux)
-	go o.specs()
 	return o
 }
 
@@ -188,11 +189,61 @@ func (o *openAPIV3) register(m *mux.PathRecorderMux) {
 }
 
 // buildOpenAPIV3 builds routes' v3 specs as upstream serves them and keeps
-// their bytes.
+// their bytes. Each group version is built by upstream's InstallV3 into a
+// service of its own, one after the other as upstream builds them (the
+// builds share the generated definitions and write into some of their
+// maps); then they are marshalled, hashed and compressed in parallel, which
+// upstream's one service does one at a time under its lock. The aggregator
+// waits for this as the API server starts: 0.41-0.44 s one at a time,
+// 0.35-0.39 s in parallel on this machine's two cores, of which the builds
+// take 0.15 s.
 func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (*openAPIV3Specs, error) {
-	upstream := mux.NewPathRecorderMux("stead-openapi-v3-build")
-	apiserverroutes.OpenAPI{V3Config: config}.InstallV3(routes, upstream)
-	discovery, discoveryETag, err := getSpec(upstream, "/openapi/v3")
+	// As InstallV3 groups them: by root path, the last one of a path.
+	byRoot := map[string]*restful.WebService{}
+	for _, ws := range routes.RegisteredWebServices() {
+		byRoot[ws.RootPath()] = ws
+	}
+	services := make([]*mux.PathRecorderMux, 0, len(byRoot))
+	for _, ws := range byRoot {
+		one := restful.NewContainer()
+		one.Add(ws)
+		service := mux.NewPathRecorderMux("stead-openapi-v3-build")
+		apiserverroutes.OpenAPI{V3Config: config}.InstallV3(one, service)
+		services = append(services, service)
+	}
+	built := make([]map[string]compressedSpec, len(services))
+	var workers errgroup.Group
+	workers.SetLimit(runtime.GOMAXPROCS(0))
+	for i, service := range services {
+		workers.Go(func() (err error) {
+			built[i], err = marshalOpenAPIV3(service)
+			return err
+		})
+	}
+	if err := workers.Wait(); err != nil {
+		return nil, err
+	}
+	specs := &openAPIV3Specs{groupVersions: map[string]compressedSpec{}, built: time.Now()}
+	index := handler3.OpenAPIV3Discovery{Paths: map[string]handler3.OpenAPIV3DiscoveryGroupVersion{}}
+	for _, groupVersions := range built {
+		for gv, spec := range groupVersions {
+			specs.groupVersions[gv] = spec
+			index.Paths[gv] = handler3.OpenAPIV3DiscoveryGroupVersion{ServerRelativeURL: spec.url}
+		}
+	}
+	// Upstream's discovery document and ETag, for all group versions.
+	discovery, err := json.Marshal(&index)
+	if err != nil {
+		return nil, err
+	}
+	specs.discovery, specs.discoveryETag = discovery, fmt.Sprintf("%X", sha512.Sum512(discovery))
+	return specs, nil
+}
+
+// marshalOpenAPIV3 reads the group versions of one of upstream's services
+// (its discovery document marshals them) and compresses them.
+func marshalOpenAPIV3(service http.Handler) (map[string]compressedSpec, error) {
+	discovery, _, err := getSpec(service, "/openapi/v3")
 	if err != nil {
 		return nil, err
 	}
@@ -200,28 +251,21 @@ func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (
 	if err := json.Unmarshal(discovery, &index); err != nil {
 		return nil, fmt.Errorf("the OpenAPI v3 discovery document: %w", err)
 	}
-	specs := &openAPIV3Specs{
-		discovery:     discovery,
-		discoveryETag: discoveryETag,
-		groupVersions: make(map[string]compressedSpec, len(index.Paths)),
-		built:         time.Now(),
-	}
-	var compressed bytes.Buffer
-	zipper, _ := gzip.NewWriterLevel(&compressed, gzip.BestSpeed)
+	specs := make(map[string]compressedSpec, len(index.Paths))
 	for gv, entry := range index.Paths {
-		spec, etag, err := getSpec(upstream, entry.ServerRelativeURL)
+		spec, etag, err := getSpec(service, entry.ServerRelativeURL)
 		if err != nil {
 			return nil, err
 		}
-		compressed.Reset()
-		zipper.Reset(&compressed)
+		var compressed bytes.Buffer
+		zipper, _ := gzip.NewWriterLevel(&compressed, gzip.BestSpeed)
 		if _, err := zipper.Write(spec); err != nil {
 			return nil, err
 		}
 		if err := zipper.Close(); err != nil {
 			return nil, err
 		}
-		specs.groupVersions[gv] = compressedSpec{gzipped: bytes.Clone(compressed.Bytes()), etag: etag, url: entry.ServerRelativeURL}
+		specs[gv] = compressedSpec{gzipped: compressed.Bytes(), etag: etag, url: entry.ServerRelativeURL}
 	}
 	return specs, nil
 }
