@@ -120,10 +120,10 @@ func builtInAPIServer(aggregator *genericapiserver.GenericAPIServer) (*genericap
 // heap is 21 MB smaller without them (105 → 84 MB). stead builds them with
 // upstream's own InstallV3 into private muxes, once, at the first request,
 // reads each group version's JSON and ETag out of them and keeps only
-// those, the JSON compressed (6.5 → 1.1 MB); a
-// request decompresses its group version, and converts it to protobuf, as
-// upstream does, when that is what it accepts. The built-in APIs do not
-// change while the server runs, so one build serves for good.
+// those, the JSON compressed (6.5 → 1.1 MB); a request decompresses its
+// group version, and converts it to protobuf, as upstream does, when that
+// is what it accepts. The built-in APIs do not change while the server
+// runs, so one build serves for good.
 
 // openAPIV3 serves the /openapi/v3 tree of the built-in APIs' server.
 type openAPIV3 struct {
