@@ -134,16 +134,71 @@ type openAPIV3 struct {
 type openAPIV3Specs struct {
 	discovery     []byte
 	discoveryETag string
-	groupVersions map[string]compressedSpec
+	groupVersions map[string]*compressedSpec
 	built         time.Time
 }
 
 type compressedSpec struct {
-	gzipped []byte
-	etag    string
+	json []byte // gzipped
+	etag string
 	// url is the group version's address in the discovery document, with
 	// its hash: a request for another hash is redirected to it.
 	url string
+	// protobuf is made from the JSON at the first request for it, and kept
+	// gzipped too: converting api/v1 takes some 0.2 s.
+	protobuf func() ([]byte, error)
+}
+
+func newCompressedSpec(document []byte, etag, url string) (*compressedSpec, error) {
+	zipped, err := gzipped(document)
+	if err != nil {
+		return nil, err
+	}
+	s := &compressedSpec{json: zipped, etag: etag, url: url}
+	s.protobuf = sync.OnceValues(func() ([]byte, error) {
+		document, err := gunzipped(s.json)
+		if err != nil {
+			return nil, err
+		}
+		protobuf, err := handler3.ToV3ProtoBinary(document)
+		if err != nil {
+			return nil, err
+		}
+		return gzipped(protobuf)
+	})
+	return s, nil
+}
+
+// in is the spec in contentType, JSON or protobuf.
+func (s *compressedSpec) in(contentType string) ([]byte, error) {
+	if contentType == "application/json" {
+		return gunzipped(s.json)
+	}
+	protobuf, err := s.protobuf()
+	if err != nil {
+		return nil, err
+	}
+	return gunzipped(protobuf)
+}
+
+func gzipped(data []byte) ([]byte, error) {
+	var compressed bytes.Buffer
+	zipper, _ := gzip.NewWriterLevel(&compressed, gzip.BestSpeed)
+	if _, err := zipper.Write(data); err != nil {
+		return nil, err
+	}
+	if err := zipper.Close(); err != nil {
+		return nil, err
+	}
+	return compressed.Bytes(), nil
+}
+
+func gunzipped(data []byte) ([]byte, error) {
+	unzipper, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(unzipper)
 }
 
 // serveOpenAPIV3 serves, at /openapi/v3 of server, what upstream's
@@ -211,7 +266,7 @@ func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (
 		apiserverroutes.OpenAPI{V3Config: config}.InstallV3(one, service)
 		services = append(services, service)
 	}
-	built := make([]map[string]compressedSpec, len(services))
+	built := make([]map[string]*compressedSpec, len(services))
 	var workers errgroup.Group
 	workers.SetLimit(runtime.GOMAXPROCS(0))
 	for i, service := range services {
@@ -223,7 +278,7 @@ func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (
 	if err := workers.Wait(); err != nil {
 		return nil, err
 	}
-	specs := &openAPIV3Specs{groupVersions: map[string]compressedSpec{}, built: time.Now()}
+	specs := &openAPIV3Specs{groupVersions: map[string]*compressedSpec{}, built: time.Now()}
 	index := handler3.OpenAPIV3Discovery{Paths: map[string]handler3.OpenAPIV3DiscoveryGroupVersion{}}
 	for _, groupVersions := range built {
 		for gv, spec := range groupVersions {
@@ -242,7 +297,7 @@ func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (
 
 // marshalOpenAPIV3 reads the group versions of one of upstream's services
 // (its discovery document marshals them) and compresses them.
-func marshalOpenAPIV3(service http.Handler) (map[string]compressedSpec, error) {
+func marshalOpenAPIV3(service http.Handler) (map[string]*compressedSpec, error) {
 	discovery, _, err := getSpec(service, "/openapi/v3")
 	if err != nil {
 		return nil, err
@@ -251,21 +306,15 @@ func marshalOpenAPIV3(service http.Handler) (map[string]compressedSpec, error) {
 	if err := json.Unmarshal(discovery, &index); err != nil {
 		return nil, fmt.Errorf("the OpenAPI v3 discovery document: %w", err)
 	}
-	specs := make(map[string]compressedSpec, len(index.Paths))
+	specs := make(map[string]*compressedSpec, len(index.Paths))
 	for gv, entry := range index.Paths {
-		spec, etag, err := getSpec(service, entry.ServerRelativeURL)
+		document, etag, err := getSpec(service, entry.ServerRelativeURL)
 		if err != nil {
 			return nil, err
 		}
-		var compressed bytes.Buffer
-		zipper, _ := gzip.NewWriterLevel(&compressed, gzip.BestSpeed)
-		if _, err := zipper.Write(spec); err != nil {
+		if specs[gv], err = newCompressedSpec(document, etag, entry.ServerRelativeURL); err != nil {
 			return nil, err
 		}
-		if err := zipper.Close(); err != nil {
-			return nil, err
-		}
-		specs[gv] = compressedSpec{gzipped: compressed.Bytes(), etag: etag, url: entry.ServerRelativeURL}
 	}
 	return specs, nil
 }
@@ -352,20 +401,4 @@ func (o *openAPIV3) serveGroupVersion(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(http.StatusNotAcceptable)
-}
-
-// in is the spec in contentType, JSON or protobuf.
-func (s compressedSpec) in(contentType string) ([]byte, error) {
-	unzipper, err := gzip.NewReader(bytes.NewReader(s.gzipped))
-	if err != nil {
-		return nil, err
-	}
-	spec, err := io.ReadAll(unzipper)
-	if err != nil {
-		return nil, err
-	}
-	if contentType == "application/json" {
-		return spec, nil
-	}
-	return handler3.ToV3ProtoBinary(spec)
 }
