@@ -36,7 +36,9 @@ func parseFlags(component string, sets cliflag.NamedFlagSets, args []string) err
 	return nil
 }
 
-func runAPIServer(ctx context.Context, args []string) error {
+// runAPIServer runs upstream's API server with args; openAPIV3Cache is the
+// file where it keeps the built-in APIs' OpenAPI v3 specs between starts.
+func runAPIServer(ctx context.Context, args []string, openAPIV3Cache string) error {
 	s := apiserveroptions.NewServerRunOptions()
 	sets := s.Flags()
 	if err := parseFlags("kube-apiserver", sets, args); err != nil {
@@ -78,7 +80,7 @@ func runAPIServer(ctx context.Context, args []string) error {
 		return err
 	}
 	serveOpenAPIV2Lazily(builtIn, openAPIV2)
-	openAPIV3Specs := serveOpenAPIV3(builtIn, openAPIV3)
+	openAPIV3Specs := serveOpenAPIV3(builtIn, openAPIV3, newOpenAPIV3Cache(openAPIV3Cache, args))
 	if err := addBootstrapHooks(chain.GenericAPIServer); err != nil {
 		return err
 	}

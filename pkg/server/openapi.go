@@ -154,6 +154,10 @@ func newCompressedSpec(document []byte, etag, url string) (*compressedSpec, erro
 	if err != nil {
 		return nil, err
 	}
+	return newCompressedSpecFromGzip(zipped, etag, url), nil
+}
+
+func newCompressedSpecFromGzip(zipped []byte, etag, url string) *compressedSpec {
 	s := &compressedSpec{json: zipped, etag: etag, url: url}
 	s.protobuf = sync.OnceValues(func() ([]byte, error) {
 		document, err := gunzipped(s.json)
@@ -166,7 +170,7 @@ func newCompressedSpec(document []byte, etag, url string) (*compressedSpec, erro
 		}
 		return gzipped(protobuf)
 	})
-	return s, nil
+	return s
 }
 
 // in is the spec in contentType, JSON or protobuf.
@@ -205,23 +209,29 @@ func gunzipped(data []byte) ([]byte, error) {
 // PrepareRun would have: upstream's discovery document and, for each group
 // version, its JSON, or protobuf, under the same ETag. config is the
 // server's v3 configuration; server's routes are all installed. The specs
-// are built at the first request, the aggregator's, in its PrepareRun.
-func serveOpenAPIV3(server *genericapiserver.GenericAPIServer, config *common.OpenAPIV3Config) *openAPIV3 {
+// are built at the first request, the aggregator's, in its PrepareRun,
+// unless cache has them (openapicache.go).
+func serveOpenAPIV3(server *genericapiserver.GenericAPIServer, config *common.OpenAPIV3Config, cache openAPIV3Cache) *openAPIV3 {
 	if config == nil {
 		return nil
 	}
-	o := newOpenAPIV3(server.Handler.GoRestfulContainer, config)
+	o := newOpenAPIV3(server.Handler.GoRestfulContainer, config, cache)
 	o.register(server.Handler.NonGoRestfulMux)
 	return o
 }
 
-func newOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) *openAPIV3 {
+func newOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config, cache openAPIV3Cache) *openAPIV3 {
 	return &openAPIV3{config: config, specs: sync.OnceValues(func() (*openAPIV3Specs, error) {
+		if specs, ok := cache.load(); ok {
+			return specs, nil
+		}
 		specs, err := buildOpenAPIV3(routes, config)
 		if err != nil {
 			klog.ErrorS(err, "Building the OpenAPI v3 specs")
+			return nil, err
 		}
-		return specs, err
+		cache.save(specs)
+		return specs, nil
 	})}
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -73,7 +75,7 @@ func TestOpenAPIV3ServedAsUpstreamServesIt(t *testing.T) {
 	apiserverroutes.OpenAPI{V3Config: exampleOpenAPIV3Config()}.InstallV3(routes, upstream)
 	config := exampleOpenAPIV3Config()
 	stead := mux.NewPathRecorderMux("stead")
-	specs := newOpenAPIV3(routes, config)
+	specs := newOpenAPIV3(routes, config, openAPIV3Cache{})
 	specs.register(stead)
 
 	discovery := get(t, upstream, "/openapi/v3", nil)
@@ -153,7 +155,7 @@ func TestOpenAPIV3KeepsNoDefinitions(t *testing.T) {
 	config := genericapiserver.DefaultOpenAPIV3Config(getDefinitions, openapinamer.NewDefinitionNamer(scheme.Scheme))
 	config.Info.Title, config.Info.Version = "Kubernetes", "v1.37"
 	_, config = deferOpenAPI(&genericapiserver.Config{OpenAPIV3Config: config})
-	specs := newOpenAPIV3(exampleRoutes(), config)
+	specs := newOpenAPIV3(exampleRoutes(), config, openAPIV3Cache{})
 	served := mux.NewPathRecorderMux("stead")
 	specs.register(served)
 	if w := get(t, served, "/openapi/v3", nil); w.Code != http.StatusOK {
@@ -173,5 +175,79 @@ func TestOpenAPIV3KeepsNoDefinitions(t *testing.T) {
 	}
 	if w := get(t, served, "/openapi/v3/apis/apps/v1", nil); w.Code != http.StatusOK || !bytes.Contains(w.Body.Bytes(), []byte("io.k8s.api.apps.v1.StatefulSet")) {
 		t.Errorf("apps/v1 after the release: %d %.200s", w.Code, w.Body)
+	}
+}
+
+// A server keeps its v3 specs between starts: a start with the same
+// fingerprint serves them without building (here from no routes at all),
+// one with another fingerprint or a damaged file builds.
+func TestOpenAPIV3KeptBetweenStarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache", "openapi-v3")
+	kept := openAPIV3Cache{path: path, fingerprint: "binary and flags"}
+	serve := func(routes *restful.Container, cache openAPIV3Cache) http.Handler {
+		served := mux.NewPathRecorderMux("stead")
+		newOpenAPIV3(routes, exampleOpenAPIV3Config(), cache).register(served)
+		return served
+	}
+	first := serve(exampleRoutes(), kept)
+	want := map[string]*httptest.ResponseRecorder{}
+	for _, url := range []string{"/openapi/v3", "/openapi/v3/api/v1", "/openapi/v3/apis/apps/v1"} {
+		if want[url] = get(t, first, url, nil); want[url].Code != http.StatusOK {
+			t.Fatalf("%s: %d", url, want[url].Code)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the specs are not kept: %v", err)
+	}
+	noRoutes := restful.NewContainer()
+	again := serve(noRoutes, kept)
+	for url, w := range want {
+		got := get(t, again, url, nil)
+		if got.Code != w.Code || got.Header().Get("Etag") != w.Header().Get("Etag") || !bytes.Equal(got.Body.Bytes(), w.Body.Bytes()) {
+			t.Errorf("%s from the kept specs: %d %s %d bytes, first start %d %s %d bytes", url, got.Code, got.Header().Get("Etag"), got.Body.Len(), w.Code, w.Header().Get("Etag"), w.Body.Len())
+		}
+	}
+	if w := get(t, again, "/openapi/v3/api/v1", map[string]string{"Accept": "application/com.github.proto-openapi.spec.v3.v1.0+protobuf"}); w.Code != http.StatusOK || w.Body.Len() == 0 {
+		t.Errorf("protobuf from the kept specs: %d, %d bytes", w.Code, w.Body.Len())
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := bytes.Clone(data)
+	damaged[len(damaged)/2] ^= 0x40
+	for name, setup := range map[string]func() openAPIV3Cache{
+		"another binary or flags": func() openAPIV3Cache {
+			return openAPIV3Cache{path: path, fingerprint: "another"}
+		},
+		"a damaged file": func() openAPIV3Cache {
+			if err := os.WriteFile(path, damaged, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return kept
+		},
+	} {
+		rebuilt := serve(noRoutes, setup())
+		if w := get(t, rebuilt, "/openapi/v3/api/v1", nil); w.Code != http.StatusNotFound {
+			t.Errorf("%s: api/v1 %d, want it built anew from no routes (404)", name, w.Code)
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestGoBuildIDOfThisTest(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := goBuildID(exe)
+	if err != nil || len(id) < 20 {
+		t.Fatalf("build ID %q: %v", id, err)
+	}
+	if _, err := goBuildID("/proc/self/cmdline"); err == nil {
+		t.Error("a file that is not an executable has a build ID")
 	}
 }

@@ -132,7 +132,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	shareETCDConnections()
 	s.goRun(runCtx, "kube-apiserver", func(ctx context.Context) error {
-		return runAPIServer(ctx, s.apiServerArgs(etcdServers, etcdCA, etcdCert, etcdKey))
+		return runAPIServer(ctx, s.apiServerArgs(etcdServers, etcdCA, etcdCert, etcdKey), filepath.Join(cfg.DataDir, "cache", "openapi-v3"))
 	})
 	restCfg, err := clientcmd.BuildConfigFromFlags("", cfg.KubeconfigPath)
 	if err != nil {
