@@ -301,8 +301,14 @@ func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (
 	if err != nil {
 		return nil, err
 	}
-	specs.discovery, specs.discoveryETag = discovery, fmt.Sprintf("%X", sha512.Sum512(discovery))
+	specs.discovery, specs.discoveryETag = discovery, upstreamETag(discovery)
 	return specs, nil
+}
+
+// upstreamETag is the ETag upstream's handler3 gives a document: the hash
+// that also names it in the discovery document.
+func upstreamETag(document []byte) string {
+	return fmt.Sprintf("%X", sha512.Sum512(document))
 }
 
 // marshalOpenAPIV3 reads the group versions of one of upstream's services

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/sha512"
 	"debug/elf"
 	"encoding/gob"
 	"encoding/hex"
@@ -121,7 +120,7 @@ func (c openAPIV3Cache) load() (*openAPIV3Specs, bool) {
 // check tells whether the file is whole: each ETag the hash of its spec, as
 // upstream computes it, and the discovery document naming each spec by it.
 func (file *openAPIV3CacheFile) check() error {
-	if etag := fmt.Sprintf("%X", sha512.Sum512(file.Discovery)); etag != file.DiscoveryETag {
+	if upstreamETag(file.Discovery) != file.DiscoveryETag {
 		return errors.New("the discovery document does not match its ETag")
 	}
 	var index handler3.OpenAPIV3Discovery
@@ -139,7 +138,7 @@ func (file *openAPIV3CacheFile) check() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", gv, err)
 		}
-		if etag := fmt.Sprintf("%X", sha512.Sum512(document)); etag != cached.ETag {
+		if upstreamETag(document) != cached.ETag {
 			return fmt.Errorf("%s does not match its ETag", gv)
 		}
 	}
