@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	etcdkubernetes "go.etcd.io/etcd/client/v3/kubernetes"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -76,11 +77,12 @@ func TestStoresShareOneETCDConnection(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// Each client watches on a stream of its own: closing the first ends
+	// The clients' watches share one stream; closing the first client ends
 	// its watch, and neither the others' nor their reads and writes.
+	streamsBefore := watchStreams(t)
 	watches := make([]clientv3.WatchChan, len(clients))
 	for i, c := range clients {
-		watches[i] = c.Watch(ctx, "/k", clientv3.WithPrefix())
+		watches[i] = c.Watch(clientv3.WithRequireLeader(ctx), "/k", clientv3.WithPrefix())
 	}
 	if _, err := clients[1].Put(ctx, "/k/before", "1"); err != nil {
 		t.Fatal(err)
@@ -89,6 +91,9 @@ func TestStoresShareOneETCDConnection(t *testing.T) {
 		if got := nextKey(t, w); got != "/k/before" {
 			t.Fatalf("client %d watched %q, want /k/before", i, got)
 		}
+	}
+	if opened := watchStreams(t) - streamsBefore; opened != 1 {
+		t.Fatalf("3 clients' watches opened %v watch streams, want 1", opened)
 	}
 	clients[0].Close()
 	if _, err := clients[2].Put(ctx, "/k/after", "2"); err != nil {
@@ -201,6 +206,23 @@ func connectionsTo(t *testing.T, port string) int {
 		}
 	}
 	return n
+}
+
+// watchStreams reads how many watch streams the etcd servers of this
+// process have open.
+func watchStreams(t *testing.T) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "etcd_debugging_mvcc_watch_stream_total" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("etcd's watch stream gauge is not registered")
+	return 0
 }
 
 func nextKey(t *testing.T, w clientv3.WatchChan) string {
