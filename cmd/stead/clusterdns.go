@@ -16,19 +16,15 @@ import (
 // startClusterDNS serves the cluster's DNS on addrs: the bridge's address
 // for pods, and an optional loopback address (--cluster-dns-listen) for
 // people and benchmarks on the host. Sockets are bound before it returns,
-// so a port in use is an error now rather than a log line later.
-func startClusterDNS(ctx context.Context, cfg *rest.Config, addrs []string, zone string, progress func(string)) error {
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
+// so a port in use is an error now rather than a log line later. The
+// server's informers come from factory, which the caller starts after.
+func startClusterDNS(ctx context.Context, factory informers.SharedInformerFactory, addrs []string, zone string, progress func(string)) error {
 	upstreams, err := dns.ResolvConfUpstreams("/etc/resolv.conf")
 	if err != nil {
 		// Names outside the cluster then get REFUSED; the cluster's own
 		// names still resolve.
 		klog.InfoS("cluster DNS: no upstream resolvers", "err", err)
 	}
-	factory := informers.NewSharedInformerFactory(client, 0)
 	server, err := dns.New(dns.Config{Zone: zone, Upstreams: upstreams}, factory)
 	if err != nil {
 		return err
@@ -44,6 +40,20 @@ func startClusterDNS(ctx context.Context, cfg *rest.Config, addrs []string, zone
 			}
 		}()
 		progress("cluster DNS answering on " + ln.Addr().String() + " (zone " + zone + ")")
+	}
+	return nil
+}
+
+// startHostClusterDNS serves the cluster's DNS on addr alone, for a server
+// without a node of its own, from informers of its own.
+func startHostClusterDNS(ctx context.Context, cfg *rest.Config, addr, zone string, progress func(string)) error {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	if err := startClusterDNS(ctx, factory, []string{addr}, zone, progress); err != nil {
+		return err
 	}
 	factory.Start(ctx.Done())
 	return nil

@@ -190,7 +190,7 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 	if o.clusterDNSListen != "" {
 		dnsAddrs = append(dnsAddrs, o.clusterDNSListen)
 	}
-	if err := startClusterDNS(ctx, c.services, dnsAddrs, c.clusterDomain, progress); err != nil {
+	if err := startClusterDNS(ctx, servicesFactory, dnsAddrs, c.clusterDomain, progress); err != nil {
 		return err
 	}
 

@@ -132,7 +132,7 @@ func runServer(ctx context.Context, dataDir string, f *serverFlags, withNode boo
 			}
 		}
 		if f.clusterDNSListen != "" {
-			if err := startClusterDNS(ctx, srv.ControllerConfig(), []string{f.clusterDNSListen}, srv.Config().ClusterDomain, cfg.Progress); err != nil {
+			if err := startHostClusterDNS(ctx, srv.ControllerConfig(), f.clusterDNSListen, srv.Config().ClusterDomain, cfg.Progress); err != nil {
 				return err
 			}
 		}
