@@ -134,11 +134,11 @@ func (file *openAPIV3CacheFile) check() error {
 		if index.Paths[gv].ServerRelativeURL != cached.URL {
 			return fmt.Errorf("%s: its address is not the discovery document's", gv)
 		}
-		document, err := gunzipped(cached.JSON)
+		etag, err := upstreamETagOfGzip(cached.JSON)
 		if err != nil {
 			return fmt.Errorf("%s: %w", gv, err)
 		}
-		if upstreamETag(document) != cached.ETag {
+		if etag != cached.ETag {
 			return fmt.Errorf("%s does not match its ETag", gv)
 		}
 	}
