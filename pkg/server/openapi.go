@@ -308,7 +308,8 @@ func buildOpenAPIV3(routes *restful.Container, config *common.OpenAPIV3Config) (
 // upstreamETag is the ETag upstream's handler3 gives a document: the hash
 // that also names it in the discovery document.
 func upstreamETag(document []byte) string {
-	return fmt.Sprintf("%X", sha512.Sum512(document))
+	etag, _ := upstreamETagOf(bytes.NewReader(document)) // a bytes.Reader does not fail
+	return etag
 }
 
 // upstreamETagOfGzip is upstreamETag of the document zipped holds, hashed
@@ -319,8 +320,12 @@ func upstreamETagOfGzip(zipped []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return upstreamETagOf(unzipper)
+}
+
+func upstreamETagOf(document io.Reader) (string, error) {
 	hash := sha512.New()
-	if _, err := io.Copy(hash, unzipper); err != nil {
+	if _, err := io.Copy(hash, document); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%X", hash.Sum(nil)), nil
