@@ -131,13 +131,10 @@ func pullPolicy(p corev1.PullPolicy) image.PullPolicy {
 
 // StartContainer is part of ContainerRuntime.
 func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restartCount int32) (string, error) {
-	img, err := n.Images.Pull(ctx, c.Image, nil, pullPolicy(c.ImagePullPolicy))
+	// PullImage has made it present, as its pull policy says.
+	img, err := n.Images.Get(c.Image)
 	if err != nil {
-		reason := "ErrImagePull"
-		if errors.Is(err, image.ErrNeverPull) {
-			reason = "ErrImageNeverPull"
-		}
-		return "", &ImageError{Reason: reason, Message: err.Error()}
+		return "", &ImageError{Reason: "ErrImagePull", Message: err.Error()}
 	}
 	rootfs, err := n.Images.Unpack(ctx, img.Ref)
 	if err != nil {
@@ -192,10 +189,15 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	if _, err := n.Containers.EnsureSandbox(string(pod.UID), podHostname(pod)); err != nil {
 		return "", err
 	}
+	pidNamespace, err := n.targetPIDNamespace(pod, c.Name)
+	if err != nil {
+		return "", err
+	}
 	spec := runtime.ContainerSpec{
-		ID:        containerRuntimeID(pod.UID, c.Name, restartCount),
-		PodUID:    string(pod.UID),
-		LowerDirs: rootfs.LowerDirs, Args: args, Env: envLines, WorkingDir: workDir,
+		ID:           containerRuntimeID(pod.UID, c.Name, restartCount),
+		PodUID:       string(pod.UID),
+		PIDNamespace: pidNamespace,
+		LowerDirs:    rootfs.LowerDirs, Args: args, Env: envLines, WorkingDir: workDir,
 		UID: uid, GID: gid, Mounts: mounts,
 		HostsFile: hosts, ResolvConf: resolv,
 		TerminationMessagePath: c.TerminationMessagePath,
@@ -251,6 +253,33 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	n.byID[spec.ID], n.images[spec.ID] = ctr, imageID
 	n.mu.Unlock()
 	return spec.ID, nil
+}
+
+// targetPIDNamespace is the PID namespace that the ephemeral container
+// named name joins: its target's (`kubectl debug --target`), so that it
+// sees the target's processes, as the kubelet's runtime arranges it. Empty
+// for any other container, which has a namespace of its own.
+func (n *NodeRuntime) targetPIDNamespace(pod *corev1.Pod, name string) (string, error) {
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if ec.Name != name || ec.TargetContainerName == "" {
+			continue
+		}
+		for _, cs := range pod.Status.ContainerStatuses {
+			id, ok := strings.CutPrefix(cs.ContainerID, "stead://")
+			if cs.Name != ec.TargetContainerName || !ok || cs.State.Running == nil {
+				continue
+			}
+			target, err := n.container(id)
+			if err != nil {
+				return "", err
+			}
+			if pid := target.Pid(); pid > 0 {
+				return fmt.Sprintf("/proc/%d/ns/pid", pid), nil
+			}
+		}
+		return "", fmt.Errorf("target container %q is not running", ec.TargetContainerName)
+	}
+	return "", nil
 }
 
 func (n *NodeRuntime) initMaps() {

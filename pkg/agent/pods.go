@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/pkg/kubelet/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 )
@@ -221,6 +222,9 @@ func (m *PodManager) sync(ctx context.Context, key string) (time.Duration, error
 	if err == nil && initDone && !initFailed {
 		err = m.syncContainers(ctx, pod, rec, now)
 	}
+	// As the kubelet, ephemeral containers start even while the pod's
+	// initialization is still going on: it may be what they debug.
+	err = errors.Join(err, m.syncEphemeralContainers(ctx, pod, rec, now))
 	if err := m.updateStatus(ctx, pod, rec, err); err != nil {
 		return 0, err
 	}
@@ -278,7 +282,7 @@ func (m *PodManager) record(pod *corev1.Pod) *podRecord {
 		// A pod this node ran before the agent restarted: adopt what its
 		// status says runs, rather than start it a second time.
 		rec.podIP = pod.Status.PodIP
-		for _, statuses := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for _, statuses := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses, pod.Status.EphemeralContainerStatuses} {
 			for _, cs := range statuses {
 				if id, ok := strings.CutPrefix(cs.ContainerID, "stead://"); ok {
 					rec.containers[cs.Name] = &containerRecord{id: id, restartCount: cs.RestartCount, lastState: cs.LastTerminationState}
@@ -339,6 +343,26 @@ func (m *PodManager) syncContainers(ctx context.Context, pod *corev1.Pod, rec *p
 	return errors.Join(errs...)
 }
 
+// syncEphemeralContainers starts each ephemeral container (`kubectl
+// debug`) once it is added to the pod. They are never restarted, whatever
+// the pod's restart policy, and never probed.
+func (m *PodManager) syncEphemeralContainers(ctx context.Context, pod *corev1.Pod, rec *podRecord, now time.Time) error {
+	var errs []error
+	for i := range pod.Spec.EphemeralContainers {
+		c := ephemeralContainer(&pod.Spec.EphemeralContainers[i])
+		if cr := rec.containers[c.Name]; cr == nil || cr.id == "" {
+			errs = append(errs, m.start(ctx, pod, rec, c, now))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ephemeralContainer is an ephemeral container's spec as a container's:
+// the fields they share are the same struct, as the kubelet treats them.
+func ephemeralContainer(ec *corev1.EphemeralContainer) *corev1.Container {
+	return (*corev1.Container)(&ec.EphemeralContainerCommon)
+}
+
 // killUnhealthy kills a run that failed its liveness or startup probe and,
 // unless the pod never restarts its containers, starts the next one, as the
 // kubelet does in the same sync.
@@ -393,24 +417,61 @@ func (m *PodManager) start(ctx context.Context, pod *corev1.Pod, rec *podRecord,
 		// Still backing off; the waiting reason says so.
 		if cr.waiting != nil && cr.waiting.Reason == "ErrImagePull" {
 			cr.waiting.Reason = "ImagePullBackOff"
+			m.containerEvent(pod, c, corev1.EventTypeNormal, events.BackOffPullImage, fmt.Sprintf("Back-off pulling image %q", c.Image))
 		}
 		return nil
 	}
-	id, err := m.runtime.StartContainer(ctx, pod, c, rec.podIP, cr.restartCount)
+	pulling := func() {
+		m.containerEvent(pod, c, corev1.EventTypeNormal, events.PullingImage, fmt.Sprintf("Pulling image %q", c.Image))
+	}
+	pulled, err := m.runtime.PullImage(ctx, pod, c, pulling)
+	id := ""
+	if err == nil {
+		m.imagePulled(pod, c, pulled)
+		id, err = m.runtime.StartContainer(ctx, pod, c, rec.podIP, cr.restartCount)
+	}
 	var imageErr *ImageError
 	switch {
 	case errors.As(err, &imageErr):
+		m.imageFailed(pod, c, imageErr)
 		cr.waiting = &corev1.ContainerStateWaiting{Reason: imageErr.Reason, Message: imageErr.Message}
 		m.backOff(cr, now, "ImagePullBackOff")
 		return nil
 	case err != nil:
+		m.containerEvent(pod, c, corev1.EventTypeWarning, events.FailedToCreateContainer, "Error: "+err.Error())
 		cr.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		m.backOff(cr, now, "")
 		return nil
 	}
+	m.containerEvent(pod, c, corev1.EventTypeNormal, events.CreatedContainer, "Container created")
+	m.containerEvent(pod, c, corev1.EventTypeNormal, events.StartedContainer, "Container started")
 	cr.id, cr.waiting, cr.notBefore = id, nil, time.Time{}
 	m.postStart(ctx, pod, c, id, rec.podIP)
 	return nil
+}
+
+// imagePulled records the kubelet's event for an image made present.
+func (m *PodManager) imagePulled(pod *corev1.Pod, c *corev1.Container, p ImagePull) {
+	message := fmt.Sprintf("Container image %q already present on machine", c.Image)
+	if p.Fetched {
+		took := p.Duration.Truncate(time.Millisecond)
+		message = fmt.Sprintf("Successfully pulled image %q in %v (%v including waiting). Image size: %d bytes.", c.Image, took, took, p.Size)
+	}
+	m.containerEvent(pod, c, corev1.EventTypeNormal, events.PulledImage, message)
+}
+
+// imageFailed records the kubelet's two events for an image that could
+// not be had: why, then the error the container waits with.
+func (m *PodManager) imageFailed(pod *corev1.Pod, c *corev1.Container, e *ImageError) {
+	switch e.Reason {
+	case "ErrImageNeverPull":
+		m.containerEvent(pod, c, corev1.EventTypeWarning, events.ErrImageNeverPullPolicy, fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image))
+	case "InvalidImageName":
+		m.containerEvent(pod, c, corev1.EventTypeWarning, events.FailedToInspectImage, fmt.Sprintf("Failed to apply default image tag %q: %s", c.Image, e.Message))
+	default:
+		m.containerEvent(pod, c, corev1.EventTypeWarning, events.FailedToPullImage, fmt.Sprintf("Failed to pull image %q: %s", c.Image, e.Message))
+	}
+	m.containerEvent(pod, c, corev1.EventTypeWarning, events.FailedToCreateContainer, "Error: "+e.Reason)
 }
 
 // restart replaces an exited container once its back-off has passed.
@@ -427,6 +488,8 @@ func (m *PodManager) restart(ctx context.Context, pod *corev1.Pod, rec *podRecor
 		} else {
 			m.backOff(cr, st.FinishedAt, "CrashLoopBackOff")
 			cr.waiting.Message = fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", cr.backoff, c.Name, pod.Name, pod.Namespace, pod.UID)
+			m.containerEvent(pod, c, corev1.EventTypeWarning, events.BackOffStartContainer,
+				fmt.Sprintf("Back-off restarting failed container %s in pod %s_%s(%s)", c.Name, pod.Name, pod.Namespace, pod.UID))
 		}
 	}
 	if now.Before(cr.notBefore) {
@@ -556,6 +619,11 @@ func containerSpec(pod *corev1.Pod, name string) *corev1.Container {
 			if list[i].Name == name {
 				return &list[i]
 			}
+		}
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		if pod.Spec.EphemeralContainers[i].Name == name {
+			return ephemeralContainer(&pod.Spec.EphemeralContainers[i])
 		}
 	}
 	return nil

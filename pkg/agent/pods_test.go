@@ -74,13 +74,23 @@ func (f *fakeRuntime) RemoveSandbox(_ context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
-func (f *fakeRuntime) StartContainer(_ context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restarts int32) (string, error) {
+func (f *fakeRuntime) PullImage(_ context.Context, pod *corev1.Pod, c *corev1.Container, pulling func()) (ImagePull, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.imageError[c.Image]; err != nil {
 		f.record("pull-failed %s", c.Name)
-		return "", err
+		return ImagePull{}, err
 	}
+	if c.ImagePullPolicy != corev1.PullAlways {
+		return ImagePull{}, nil
+	}
+	pulling()
+	return ImagePull{Fetched: true, Duration: 1500 * time.Millisecond, Size: 4096}, nil
+}
+
+func (f *fakeRuntime) StartContainer(_ context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restarts int32) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.next++
 	id := fmt.Sprintf("c%d", f.next)
 	f.states[id] = &ContainerState{Running: true, StartedAt: f.clock.Now(), ImageID: "sha256:" + c.Image}
@@ -223,6 +233,19 @@ func (e *eventLog) list() []string {
 		out[i] = ev.kind + " " + ev.reason + " " + ev.message
 	}
 	return out
+}
+
+// problems is list without the events of containers starting as they
+// should (image present or pulled, created, started).
+func (e *eventLog) problems() []string {
+	return slices.DeleteFunc(e.list(), func(ev string) bool {
+		for _, ordinary := range []string{"Normal Pulling ", "Normal Pulled ", "Normal Created ", "Normal Started "} {
+			if strings.HasPrefix(ev, ordinary) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // count is how many events so far have this reason and a message that
@@ -535,5 +558,139 @@ func TestTerminateRetriedAfterASandboxFailure(t *testing.T) {
 	}
 	if n := countOf(h.rt.calls(), "remove main"); n != 1 {
 		t.Errorf("container removed %d times, want once: %v", n, h.rt.calls())
+	}
+}
+
+// The node records the kubelet's events for each step of a container's
+// start, in the kubelet's words, so that `kubectl describe pod` tells what
+// happened.
+func TestContainerLifecycleEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		pod   func(*corev1.Pod)
+		setup func(*fakeRuntime)
+		steps func(*podHarness)
+		want  []string
+	}{{
+		name: "image present",
+		want: []string{
+			`Normal Pulled Container image "nginx:1.9.1" already present on machine`,
+			"Normal Created Container created",
+			"Normal Started Container started",
+		},
+	}, {
+		name: "image pulled",
+		pod:  func(p *corev1.Pod) { p.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways },
+		want: []string{
+			`Normal Pulling Pulling image "nginx:1.9.1"`,
+			`Normal Pulled Successfully pulled image "nginx:1.9.1" in 1.5s (1.5s including waiting). Image size: 4096 bytes.`,
+			"Normal Created Container created",
+			"Normal Started Container started",
+		},
+	}, {
+		name: "pull fails, then backs off",
+		setup: func(rt *fakeRuntime) {
+			rt.imageError["nginx:1.9.1"] = &ImageError{Reason: "ErrImagePull", Message: "manifest unknown"}
+		},
+		steps: func(h *podHarness) { h.sync("p") },
+		want: []string{
+			`Warning Failed Failed to pull image "nginx:1.9.1": manifest unknown`,
+			"Warning Failed Error: ErrImagePull",
+			`Normal BackOff Back-off pulling image "nginx:1.9.1"`,
+		},
+	}, {
+		name: "pull policy Never, image absent",
+		setup: func(rt *fakeRuntime) {
+			rt.imageError["nginx:1.9.1"] = &ImageError{Reason: "ErrImageNeverPull", Message: "not present"}
+		},
+		want: []string{
+			`Warning ErrImageNeverPull Container image "nginx:1.9.1" is not present with pull policy of Never`,
+			"Warning Failed Error: ErrImageNeverPull",
+		},
+	}, {
+		name: "crash loop",
+		steps: func(h *podHarness) {
+			h.rt.exit(h.t, "main", 1) // restarted at once
+			h.sync("p")
+			h.rt.exit(h.t, "main", 1) // now backs off
+			h.sync("p")
+		},
+		want: []string{
+			`Normal Pulled Container image "nginx:1.9.1" already present on machine`,
+			"Normal Created Container created",
+			"Normal Started Container started",
+			`Normal Pulled Container image "nginx:1.9.1" already present on machine`,
+			"Normal Created Container created",
+			"Normal Started Container started",
+			"Warning BackOff Back-off restarting failed container main in pod p_default(uid-p)",
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := podWith("p", nil, "main")
+			if tc.pod != nil {
+				tc.pod(pod)
+			}
+			h := newPodHarness(t, pod)
+			if tc.setup != nil {
+				tc.setup(h.rt)
+			}
+			h.sync("p")
+			if tc.steps != nil {
+				tc.steps(h)
+			}
+			if got := h.events.list(); !slices.Equal(got, tc.want) {
+				t.Errorf("events\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// An ephemeral container (`kubectl debug`) added to a running pod starts
+// once, is reported in ephemeralContainerStatuses, never counts for the
+// pod's readiness, and is not restarted when it exits, whatever the pod's
+// restart policy.
+func TestEphemeralContainers(t *testing.T) {
+	h := newPodHarness(t, podWith("web-0", nil, "nginx"))
+	pod := h.sync("web-0")
+	if conditionStatus(pod, corev1.PodReady) != corev1.ConditionTrue {
+		t.Fatalf("pod not Ready before the debug container: %+v", pod.Status.Conditions)
+	}
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: "busybox:1.28.4", Stdin: true, TTY: true},
+		TargetContainerName:      "nginx",
+	}}
+	if _, err := h.client.CoreV1().Pods("default").Update(context.Background(), pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod = h.sync("web-0")
+	if n := countOf(h.rt.calls(), "start debugger"); n != 1 {
+		t.Fatalf("debugger started %d times, want once: %q", n, h.rt.calls())
+	}
+	if len(pod.Status.EphemeralContainerStatuses) != 1 {
+		t.Fatalf("ephemeralContainerStatuses %+v, want the debugger's", pod.Status.EphemeralContainerStatuses)
+	}
+	cs := pod.Status.EphemeralContainerStatuses[0]
+	if cs.Name != "debugger" || cs.State.Running == nil || cs.Ready || !strings.HasPrefix(cs.ContainerID, "stead://") {
+		t.Errorf("debugger status %+v, want running, not ready, with its container ID", cs)
+	}
+	if len(pod.Status.ContainerStatuses) != 1 || conditionStatus(pod, corev1.PodReady) != corev1.ConditionTrue {
+		t.Errorf("the debugger changed the pod's own containers or readiness: %+v", pod.Status)
+	}
+	if n := h.events.count("Started", "Container started"); n != 2 {
+		t.Errorf("events %q, want a Started for nginx and one for the debugger", h.events.list())
+	}
+
+	h.rt.exit(t, "debugger", 0)
+	h.clock.Step(time.Minute)
+	pod = h.sync("web-0")
+	pod = h.sync("web-0")
+	if n := countOf(h.rt.calls(), "start debugger"); n != 1 {
+		t.Errorf("debugger started %d times, want once: an ephemeral container is never restarted", n)
+	}
+	if st := pod.Status.EphemeralContainerStatuses[0].State; st.Terminated == nil || st.Terminated.ExitCode != 0 {
+		t.Errorf("debugger state after its exit %+v, want terminated with code 0", st)
+	}
+	if pod.Status.Phase != corev1.PodRunning || conditionStatus(pod, corev1.PodReady) != corev1.ConditionTrue {
+		t.Errorf("pod phase %s, Ready %s after the debugger exited, want Running and Ready", pod.Status.Phase, conditionStatus(pod, corev1.PodReady))
 	}
 }

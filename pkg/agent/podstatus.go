@@ -36,6 +36,14 @@ func (m *PodManager) podStatus(ctx context.Context, pod *corev1.Pod, rec *podRec
 	}
 	status.ContainerStatuses = m.containerStatuses(ctx, rec, pod.Spec.Containers, waitingReason, false)
 	status.Phase = podPhase(pod.Spec.RestartPolicy, initialized, initFailed, status.ContainerStatuses)
+	if len(pod.Spec.EphemeralContainers) > 0 {
+		ephemeral := make([]corev1.Container, len(pod.Spec.EphemeralContainers))
+		for i := range pod.Spec.EphemeralContainers {
+			ephemeral[i] = *ephemeralContainer(&pod.Spec.EphemeralContainers[i])
+		}
+		// Never ready: readiness is the pod's containers' alone.
+		status.EphemeralContainerStatuses = m.containerStatuses(ctx, rec, ephemeral, "ContainerCreating", true)
+	}
 	m.prober.updatePodStatus(pod, &status)
 
 	containersReady := initialized
@@ -93,8 +101,9 @@ func hasCondition(list []corev1.PodCondition, t corev1.PodConditionType) bool {
 }
 
 // containerStatuses reports each container of specs. waitingReason is what
-// a container that was never created waits for.
-func (m *PodManager) containerStatuses(ctx context.Context, rec *podRecord, specs []corev1.Container, waitingReason string, init bool) []corev1.ContainerStatus {
+// a container that was never created waits for; neverReady containers
+// (init and ephemeral ones) are not ready even while they run.
+func (m *PodManager) containerStatuses(ctx context.Context, rec *podRecord, specs []corev1.Container, waitingReason string, neverReady bool) []corev1.ContainerStatus {
 	if len(specs) == 0 {
 		return nil
 	}
@@ -124,9 +133,8 @@ func (m *PodManager) containerStatuses(ctx context.Context, rec *podRecord, spec
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(st.StartedAt)}
 			cs.Started = ptr.To(true)
 			// Without probes a running container is ready (the prober
-			// says otherwise for one with them); init containers are
-			// never "ready" while they run.
-			cs.Ready = !init
+			// says otherwise for one with them).
+			cs.Ready = !neverReady
 		case cr.waiting != nil:
 			// Not started, or exited and waiting out its back-off: then
 			// this exit is the last state.

@@ -618,6 +618,11 @@ func containerRef(pod *corev1.Pod, c *corev1.Container) *corev1.ObjectReference 
 			ref.FieldPath = fmt.Sprintf("spec.initContainers{%s}", c.Name)
 		}
 	}
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if ec.Name == c.Name {
+			ref.FieldPath = fmt.Sprintf("spec.ephemeralContainers{%s}", c.Name)
+		}
+	}
 	return ref
 }
 

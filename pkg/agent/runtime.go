@@ -17,8 +17,12 @@ type ContainerRuntime interface {
 	// does not exist yet, and returns the pod's IP.
 	EnsureSandbox(ctx context.Context, pod *corev1.Pod) (podIP string, err error)
 	RemoveSandbox(ctx context.Context, pod *corev1.Pod) error
-	// StartContainer resolves the container's image and starts it. An
-	// *ImageError says the image could not be had.
+	// PullImage makes the container's image present, as its pull policy
+	// says, with the pod's imagePullSecrets; it calls pulling just before
+	// it asks the registry. An *ImageError says the image could not be had.
+	PullImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container, pulling func()) (ImagePull, error)
+	// StartContainer starts the container from its image, which PullImage
+	// has made present.
 	StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restartCount int32) (id string, err error)
 	ContainerState(ctx context.Context, id string) (ContainerState, error)
 	// StopContainer sends SIGTERM, waits up to grace, then SIGKILLs; it
@@ -41,6 +45,13 @@ type ContainerState struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	ImageID    string
+}
+
+// ImagePull is what PullImage did, for the events the kubelet records.
+type ImagePull struct {
+	Fetched  bool // from its registry: it was not present, or the policy is Always
+	Duration time.Duration
+	Size     int64 // bytes, uncompressed
 }
 
 // ImageError is a failure to get a container's image, reported in the

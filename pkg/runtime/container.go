@@ -39,6 +39,10 @@ type ContainerSpec struct {
 	// PodUID names the sandbox, made by EnsureSandbox, whose network, IPC
 	// and UTS namespaces (so hostname) the container joins.
 	PodUID string
+	// PIDNamespace, when set, is the path of a PID namespace the container
+	// joins (/proc/<pid>/ns/pid of another container's process: an
+	// ephemeral container aimed at a target); otherwise it has its own.
+	PIDNamespace string
 	// LowerDirs are the image's layer directories, top layer first, as
 	// overlayfs's lowerdir option wants them.
 	LowerDirs []string
@@ -712,6 +716,8 @@ func (r *Runtime) config(spec ContainerSpec, sandbox *Sandbox, rootfs, terminati
 			s.Linux.Namespaces[i].Path = sandbox.ipcPath()
 		case specs.UTSNamespace:
 			s.Linux.Namespaces[i].Path = sandbox.utsPath()
+		case specs.PIDNamespace:
+			s.Linux.Namespaces[i].Path = spec.PIDNamespace
 		}
 	}
 	// As containerd masks it too: it exposes energy counters.

@@ -945,3 +945,26 @@ func threads(t *testing.T) int {
 	t.Fatal("no Threads in /proc/self/status")
 	return 0
 }
+
+// A container given another's PID namespace (an ephemeral container aimed
+// at a target) runs in it; killing it leaves the target running.
+func TestJoinsAnotherContainersPIDNamespace(t *testing.T) {
+	r := newRuntime(t)
+	ensureSandbox(t, r, "pod-debugged", "debugged")
+	script := "ns pid ; echo done ; sleep 600"
+	target := start(t, r, ContainerSpec{ID: "target", PodUID: "pod-debugged", Args: toolbox(script)})
+	waitForLog(t, target.meta.LogPath, "done")
+	debug := start(t, r, ContainerSpec{ID: "debug", PodUID: "pod-debugged", Args: toolbox(script),
+		PIDNamespace: fmt.Sprintf("/proc/%d/ns/pid", target.Pid())})
+	waitForLog(t, debug.meta.LogPath, "done")
+	if got, want := stdout(t, debug.meta.LogPath)[0], stdout(t, target.meta.LogPath)[0]; got != want {
+		t.Errorf("debug container's PID namespace %s, want the target's %s", got, want)
+	}
+	if err := debug.Signal(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, debug)
+	if st, err := target.State(); err != nil || !st.Running {
+		t.Errorf("target after the debug container's kill: %+v, %v; want it running", st, err)
+	}
+}

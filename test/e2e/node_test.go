@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -465,6 +466,14 @@ func TestNodeImagePull(t *testing.T) {
 		if r.Method == http.MethodGet && r.URL.Path == "/v2/test/busybox/manifests/pulled" {
 			manifestGets.Add(1)
 		}
+		// The private repository is read only with its credentials, as
+		// a registry answers: 401 with a Basic challenge.
+		if user, password, _ := r.BasicAuth(); strings.HasPrefix(r.URL.Path, "/v2/private/") &&
+			(r.Method == http.MethodGet || r.Method == http.MethodHead) && (user != "alice" || password != "s3cret") {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
 		reg.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
@@ -508,6 +517,54 @@ spec:
 	eventually(t, time.Minute, "the pulled image's container's output", func() error {
 		if got := lines(kubectl("logs", "pulled")); !slices.Equal(got, []string{"pulled"}) {
 			return fmt.Errorf("kubectl logs: %q", got)
+		}
+		return nil
+	})
+
+	// The node's events tell of the pull, in the kubelet's words.
+	pullEvents := kubectl("get", "events", "--field-selector", "involvedObject.name=pulled", "-o", `jsonpath={range .items[*]}{.reason}: {.message}{"\n"}{end}`)
+	for _, want := range []string{"Pulling: Pulling image \"" + tag + "\"", "Pulled: Successfully pulled image \"" + tag + "\" in ", "Created: Container created", "Started: Container started"} {
+		if !strings.Contains(pullEvents, want) {
+			t.Errorf("events of pod pulled:\n%s\nwant %q", pullEvents, want)
+		}
+	}
+
+	// A private image: pulled with the pod's imagePullSecrets, refused
+	// without them (Always: once present, IfNotPresent would not ask).
+	pushImage(t, srv.URL, "private/busybox", "v1", img)
+	private := host + "/private/busybox:v1"
+	auth := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
+	c.mustKubectl(fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: regcred}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{"auths":{"%s":{"auth":"%s"}}}'
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: private}
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{name: regcred}]
+  containers:
+  - {name: main, image: %s, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: private-without-secret}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: %s, imagePullPolicy: Always, command: [sleep, "3600"]}
+`, host, auth, private, private), "-n", ns, "apply", "-f", "-")
+	deleteAtEnd(t, c, ns, "private")
+	deleteAtEnd(t, c, ns, "private-without-secret")
+	waitFor(t, c, ns, "private", "{.status.phase}", "Running", 2*time.Minute)
+	eventually(t, 2*time.Minute, "the pod without the secret refused its image", func() error {
+		reason := kubectl("get", "pod", "private-without-secret", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}")
+		if !strings.HasPrefix(reason, "ErrImagePull|") && !strings.HasPrefix(reason, "ImagePullBackOff|") || !strings.Contains(reason, "UNAUTHORIZED") {
+			return fmt.Errorf("waiting %q, want ErrImagePull or ImagePullBackOff with the registry's UNAUTHORIZED", reason)
 		}
 		return nil
 	})
