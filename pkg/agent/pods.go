@@ -213,6 +213,8 @@ func (m *PodManager) sync(ctx context.Context, key string) (time.Duration, error
 	if rec.podIP == "" {
 		ip, err := m.runtime.EnsureSandbox(ctx, pod)
 		if err != nil {
+			// The containers only say ContainerCreating: the event says why.
+			m.recorder.Eventf(pod, corev1.EventTypeWarning, events.FailedCreatePodSandBox, "Failed to create pod sandbox: %v", err)
 			return 0, m.updateStatus(ctx, pod, rec, fmt.Errorf("sandbox: %w", err))
 		}
 		rec.podIP = ip

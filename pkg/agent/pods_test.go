@@ -36,6 +36,8 @@ type fakeRuntime struct {
 	execs      []string               // "<container> <command>", as run
 	// removeSandboxErr, when set, fails the next RemoveSandbox.
 	removeSandboxErr error
+	// ensureSandboxErr, when set, fails every EnsureSandbox.
+	ensureSandboxErr error
 }
 
 // execReply is what a command run in a container answers; by default it
@@ -60,6 +62,9 @@ func (f *fakeRuntime) EnsureSandbox(_ context.Context, pod *corev1.Pod) (string,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("sandbox %s", pod.Name)
+	if f.ensureSandboxErr != nil {
+		return "", f.ensureSandboxErr
+	}
 	return f.podIP, nil
 }
 
@@ -692,5 +697,24 @@ func TestEphemeralContainers(t *testing.T) {
 	}
 	if pod.Status.Phase != corev1.PodRunning || conditionStatus(pod, corev1.PodReady) != corev1.ConditionTrue {
 		t.Errorf("pod phase %s, Ready %s after the debugger exited, want Running and Ready", pod.Status.Phase, conditionStatus(pod, corev1.PodReady))
+	}
+}
+
+// A pod whose sandbox cannot be made says why in an event, as the
+// kubelet's FailedCreatePodSandBox, not only in the node's log.
+func TestSandboxFailureIsAnEvent(t *testing.T) {
+	h := newPodHarness(t, podWith("p", nil, "main"))
+	h.rt.ensureSandboxErr = errors.New("hostNetwork pods are not supported yet")
+	pod, err := h.client.CoreV1().Pods("default").Get(context.Background(), "p", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = h.factory.Core().V1().Pods().Informer().GetIndexer().Add(pod)
+	if _, err := h.m.sync(context.Background(), "default/p"); err == nil {
+		t.Fatal("sync succeeded without a sandbox")
+	}
+	want := []string{"Warning FailedCreatePodSandBox Failed to create pod sandbox: hostNetwork pods are not supported yet"}
+	if got := h.events.list(); !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
 	}
 }
