@@ -19,11 +19,14 @@ import (
 
 // PullImage is part of ContainerRuntime.
 func (n *NodeRuntime) PullImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container, pulling func()) (ImagePull, error) {
+	if _, err := image.Resolve(c.Image); err != nil {
+		return ImagePull{}, &ImageError{Reason: "InvalidImageName", Message: err.Error()}
+	}
 	policy := pullPolicy(c.ImagePullPolicy)
 	_, err := n.Images.Get(c.Image)
 	present := err == nil
 	if err != nil && !errors.Is(err, image.ErrNotFound) {
-		return ImagePull{}, &ImageError{Reason: "InvalidImageName", Message: err.Error()}
+		return ImagePull{}, &ImageError{Reason: "ErrImagePull", Message: err.Error()}
 	}
 	switch {
 	case present && (policy == image.PullIfNotPresent || policy == image.PullNever):
