@@ -195,7 +195,7 @@ func startNode(ctx context.Context, c nodeCluster, o nodeOptions, progress func(
 	}
 
 	nodeRuntime := &agent.NodeRuntime{
-		Images: images, Network: pods, Containers: containers, Client: client,
+		Images: images, Network: pods, Containers: containers, Client: client, NodeIP: nodeIP.String(),
 		PodsDir: filepath.Join(c.dataDir, "pods"), ClusterDNS: c.clusterDNSIP, ClusterDomain: c.clusterDomain,
 		PrepareMount: volumes.PrepareMount,
 	}

@@ -38,6 +38,7 @@ type NodeRuntime struct {
 	Network       *network.Network
 	Containers    *runtime.Runtime
 	Client        kubernetes.Interface
+	NodeIP        string // the address of hostNetwork pods
 	PodsDir       string // <data-dir>/pods
 	ClusterDNS    string
 	ClusterDomain string
@@ -79,12 +80,13 @@ func (n *NodeRuntime) podDir(pod *corev1.Pod) string {
 
 // EnsureSandbox is part of ContainerRuntime.
 func (n *NodeRuntime) EnsureSandbox(_ context.Context, pod *corev1.Pod) (string, error) {
-	if pod.Spec.HostNetwork {
-		return "", errors.New("hostNetwork pods are not supported yet")
-	}
-	sandbox, err := n.Containers.EnsureSandbox(string(pod.UID), podHostname(pod))
+	sandbox, err := n.Containers.EnsureSandbox(string(pod.UID), sandboxOptions(pod))
 	if err != nil {
 		return "", err
+	}
+	if pod.Spec.HostNetwork {
+		// The node's own address, as the kubelet reports it.
+		return n.NodeIP, nil
 	}
 	ip, err := n.Network.Attach(string(pod.UID), sandbox.NetNSPath())
 	if err != nil {
@@ -163,7 +165,15 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	}
 	hosts, resolv := filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf")
 	hostNS, hostSearch := hostResolvers()
-	if err := os.WriteFile(hosts, []byte(hostsFile(pod, podIP, n.ClusterDomain)), 0o644); err != nil {
+	hostsContent := hostsFile(pod, podIP, n.ClusterDomain)
+	if pod.Spec.HostNetwork {
+		nodeHosts, err := os.ReadFile("/etc/hosts")
+		if err != nil {
+			return "", err
+		}
+		hostsContent = nodeHostsFile(nodeHosts, pod)
+	}
+	if err := os.WriteFile(hosts, []byte(hostsContent), 0o644); err != nil {
 		return "", err
 	}
 	if err := os.WriteFile(resolv, []byte(resolvConf(pod, n.ClusterDNS, n.ClusterDomain, hostNS, hostSearch)), 0o644); err != nil {
@@ -186,12 +196,15 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	if workDir == "" {
 		workDir = imgConfig.WorkingDir
 	}
-	if _, err := n.Containers.EnsureSandbox(string(pod.UID), podHostname(pod)); err != nil {
+	if _, err := n.Containers.EnsureSandbox(string(pod.UID), sandboxOptions(pod)); err != nil {
 		return "", err
 	}
 	pidNamespace, err := n.targetPIDNamespace(pod, c.Name)
 	if err != nil {
 		return "", err
+	}
+	if pod.Spec.HostPID {
+		pidNamespace = fmt.Sprintf("/proc/%d/ns/pid", os.Getpid())
 	}
 	spec := runtime.ContainerSpec{
 		ID:           containerRuntimeID(pod.UID, c.Name, restartCount),
@@ -253,6 +266,12 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	n.byID[spec.ID], n.images[spec.ID] = ctr, imageID
 	n.mu.Unlock()
 	return spec.ID, nil
+}
+
+// sandboxOptions is what the pod's sandbox shares with the node: what the
+// pod's spec asks for (hostNetwork, hostIPC), and nothing otherwise.
+func sandboxOptions(pod *corev1.Pod) runtime.SandboxOptions {
+	return runtime.SandboxOptions{Hostname: podHostname(pod), HostNetwork: pod.Spec.HostNetwork, HostIPC: pod.Spec.HostIPC}
 }
 
 // targetPIDNamespace is the PID namespace that the ephemeral container

@@ -353,10 +353,23 @@ func hostsFile(pod *corev1.Pod, podIP, clusterDomain string) string {
 	} else {
 		fmt.Fprintf(&b, "%s\t%s\n", podIP, hostname)
 	}
-	for _, h := range pod.Spec.HostAliases {
-		fmt.Fprintf(&b, "\n# Entries added by HostAliases.\n%s\t%s\n", h.IP, strings.Join(h.Hostnames, "\t"))
-	}
+	writeHostAliases(&b, pod.Spec.HostAliases)
 	return b.String()
+}
+
+// nodeHostsFile is a hostNetwork pod's /etc/hosts: the node's, with the
+// pod's hostAliases after it, as the kubelet writes it.
+func nodeHostsFile(nodeHosts []byte, pod *corev1.Pod) string {
+	var b strings.Builder
+	b.Write(nodeHosts)
+	writeHostAliases(&b, pod.Spec.HostAliases)
+	return b.String()
+}
+
+func writeHostAliases(b *strings.Builder, aliases []corev1.HostAlias) {
+	for _, h := range aliases {
+		fmt.Fprintf(b, "\n# Entries added by HostAliases.\n%s\t%s\n", h.IP, strings.Join(h.Hostnames, "\t"))
+	}
 }
 
 // podHostname is spec.hostname, or the pod's name: what makes web-0 web-0.

@@ -111,6 +111,16 @@ func TestHostsFile(t *testing.T) {
 	}
 }
 
+// A hostNetwork pod's /etc/hosts is the node's, with its hostAliases.
+func TestNodeHostsFile(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{HostNetwork: true, HostAliases: []corev1.HostAlias{{IP: "192.0.2.9", Hostnames: []string{"db", "db.internal"}}}}}
+	got := nodeHostsFile([]byte("127.0.0.1\tlocalhost\n192.0.2.1\tthe-node\n"), pod)
+	want := "127.0.0.1\tlocalhost\n192.0.2.1\tthe-node\n\n# Entries added by HostAliases.\n192.0.2.9\tdb\tdb.internal\n"
+	if got != want {
+		t.Errorf("hosts file of a hostNetwork pod:\n%q\nwant\n%q", got, want)
+	}
+}
+
 func TestResolvConf(t *testing.T) {
 	hostNS, hostSearch := []string{"192.0.2.53"}, []string{"example.internal"}
 	for _, tc := range []struct {

@@ -153,7 +153,7 @@ func exists(path string) bool {
 
 func ensureSandbox(t *testing.T, r *Runtime, podUID, hostname string) *Sandbox {
 	t.Helper()
-	s, err := r.EnsureSandbox(podUID, hostname)
+	s, err := r.EnsureSandbox(podUID, SandboxOptions{Hostname: hostname})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,7 +555,7 @@ func TestSignal(t *testing.T) {
 func TestSandboxIsShared(t *testing.T) {
 	r := newRuntime(t)
 	sandbox := ensureSandbox(t, r, "pod-shared", "shared")
-	again, err := r.EnsureSandbox("pod-shared", "shared")
+	again, err := r.EnsureSandbox("pod-shared", SandboxOptions{Hostname: "shared"})
 	if err != nil || again.NetNSPath() != sandbox.NetNSPath() {
 		t.Fatalf("EnsureSandbox again: %v, %v", again, err)
 	}
@@ -739,7 +739,7 @@ func runAgent(config string) int {
 	}
 	r, err := New(cfg.Root, cfg.CgroupParent)
 	if err == nil {
-		_, err = r.EnsureSandbox(cfg.PodUID, "adopted")
+		_, err = r.EnsureSandbox(cfg.PodUID, SandboxOptions{Hostname: "adopted"})
 	}
 	started := map[string]*Container{}
 	for _, spec := range cfg.Containers {
@@ -966,5 +966,56 @@ func TestJoinsAnotherContainersPIDNamespace(t *testing.T) {
 	waitExit(t, debug)
 	if st, err := target.State(); err != nil || !st.Running {
 		t.Errorf("target after the debug container's kill: %+v, %v; want it running", st, err)
+	}
+}
+
+// A sandbox that asks for the node's network and IPC (hostNetwork,
+// hostIPC) runs its containers in the namespaces stead runs in, with the
+// node's hostname and /dev/shm; with the node's PID namespace as well
+// (hostPID), they see the node's processes. Removing it leaves the node's
+// namespaces and /dev/shm as they were.
+func TestSandboxOnTheNodesNamespaces(t *testing.T) {
+	r := newRuntime(t)
+	ensureSandbox := func() {
+		if _, err := r.EnsureSandbox("pod-host", SandboxOptions{Hostname: "ignored", HostNetwork: true, HostIPC: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ensureSandbox()
+	c := start(t, r, ContainerSpec{ID: "host", PodUID: "pod-host", PIDNamespace: fmt.Sprintf("/proc/%d/ns/pid", os.Getpid()),
+		Args: toolbox("ns net ; ns uts ; ns ipc ; ns pid ; hostname ; echo done ; sleep 600")})
+	waitForLog(t, c.meta.LogPath, "done")
+	got := stdout(t, c.meta.LogPath)
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{}
+	for _, ns := range []string{"net", "uts", "ipc", "pid"} {
+		link, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, link)
+	}
+	want = append(want, hostname, "done")
+	if !slices.Equal(got, want) {
+		t.Errorf("container on the node's namespaces printed %q, want %q", got, want)
+	}
+	if err := c.Signal(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, c)
+	if err := c.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveSandbox("pod-host"); err != nil {
+		t.Fatal(err)
+	}
+	if !isFilesystem("/dev/shm", unix.TMPFS_MAGIC) {
+		t.Error("the node's /dev/shm is gone with the sandbox")
+	}
+	if host, _ := os.Hostname(); host != hostname {
+		t.Errorf("the node's hostname became %q", host)
 	}
 }

@@ -75,17 +75,29 @@ func (r *Runtime) podCgroupManager(podUID string) (cgroups.Manager, error) {
 	return cgroupmanager.New(&cgroups.Cgroup{Path: "/" + r.podCgroup(podUID), Resources: &cgroups.Resources{}})
 }
 
-// EnsureSandbox makes the pod's sandbox if it is not there yet, with
-// hostname as the pod's hostname, and returns it. The namespaces are bind
-// mounts under the runtime's root, so they outlive every process in them
-// and stead too. A sandbox that exists is returned as it is.
-func (r *Runtime) EnsureSandbox(podUID, hostname string) (*Sandbox, error) {
+// SandboxOptions say what a pod's sandbox is made of.
+type SandboxOptions struct {
+	// Hostname is the pod's, in a UTS namespace of its own; a pod on the
+	// node's network has the node's.
+	Hostname string
+	// HostNetwork shares the node's network and UTS namespaces (a pod's
+	// hostNetwork), HostIPC its IPC namespace and /dev/shm (hostIPC):
+	// what stead's process has, on the machine or in an agent's own
+	// namespaces.
+	HostNetwork, HostIPC bool
+}
+
+// EnsureSandbox makes the pod's sandbox if it is not there yet and returns
+// it. The namespaces are bind mounts under the runtime's root, so they
+// outlive every process in them and stead too. A sandbox that exists is
+// returned as it is.
+func (r *Runtime) EnsureSandbox(podUID string, opts SandboxOptions) (*Sandbox, error) {
 	s, err := r.sandboxFor(podUID)
 	if err != nil {
 		return nil, err
 	}
-	if len(hostname) > 64 {
-		return nil, fmt.Errorf("hostname %q is longer than 64 bytes", hostname)
+	if len(opts.Hostname) > 64 {
+		return nil, fmt.Errorf("hostname %q is longer than 64 bytes", opts.Hostname)
 	}
 	r.sandboxMu.Lock()
 	defer r.sandboxMu.Unlock()
@@ -104,18 +116,22 @@ func (r *Runtime) EnsureSandbox(podUID, hostname string) (*Sandbox, error) {
 	if err := s.unmount(); err != nil {
 		return nil, err
 	}
-	if err := s.create(hostname); err != nil {
+	if err := s.create(opts); err != nil {
 		_ = s.unmount()
 		return nil, fmt.Errorf("pod %s sandbox: %w", podUID, err)
 	}
 	return s, nil
 }
 
-func (s *Sandbox) create(hostname string) error {
+func (s *Sandbox) create(opts SandboxOptions) error {
 	if err := os.MkdirAll(s.shmPath(), 0o700); err != nil {
 		return err
 	}
-	if err := unix.Mount("shm", s.shmPath(), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+	if opts.HostIPC {
+		if err := unix.Mount("/dev/shm", s.shmPath(), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind the node's /dev/shm: %w", err)
+		}
+	} else if err := unix.Mount("shm", s.shmPath(), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
 		return fmt.Errorf("mount /dev/shm: %w", err)
 	}
 	for _, path := range s.namespaceFiles() {
@@ -131,26 +147,39 @@ func (s *Sandbox) create(hostname string) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
-		errc <- s.createNamespaces(hostname)
+		errc <- s.createNamespaces(opts)
 	}()
 	return <-errc
 }
 
-func (s *Sandbox) createNamespaces(hostname string) error {
-	if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
-		return fmt.Errorf("unshare: %w", err)
+// createNamespaces unshares the pod's own namespaces and bind-mounts the
+// thread's, own or the node's, on the sandbox's files.
+func (s *Sandbox) createNamespaces(opts SandboxOptions) error {
+	var flags int
+	if !opts.HostNetwork {
+		flags |= unix.CLONE_NEWNET | unix.CLONE_NEWUTS
 	}
-	if hostname != "" {
-		if err := unix.Sethostname([]byte(hostname)); err != nil {
-			return fmt.Errorf("hostname: %w", err)
+	if !opts.HostIPC {
+		flags |= unix.CLONE_NEWIPC
+	}
+	if flags != 0 {
+		if err := unix.Unshare(flags); err != nil {
+			return fmt.Errorf("unshare: %w", err)
 		}
 	}
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("loopback: %w", err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("loopback up: %w", err)
+	if !opts.HostNetwork {
+		if opts.Hostname != "" {
+			if err := unix.Sethostname([]byte(opts.Hostname)); err != nil {
+				return fmt.Errorf("hostname: %w", err)
+			}
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return fmt.Errorf("loopback: %w", err)
+		}
+		if err := netlink.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("loopback up: %w", err)
+		}
 	}
 	for ns, path := range s.namespaceFiles() {
 		if err := unix.Mount("/proc/thread-self/ns/"+ns, path, "", unix.MS_BIND, ""); err != nil {

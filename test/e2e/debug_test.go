@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -62,5 +64,42 @@ func TestDebugWithEphemeralContainers(t *testing.T) {
 	own := c.mustKubectl("", "get", "pod", "dbg", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount}")
 	if own != "Running true 0" {
 		t.Errorf("pod dbg: phase, ready, restarts = %q after two debug sessions, want Running true 0", own)
+	}
+}
+
+// kubectl debug node/NAME: a pod on the node's network, PID and IPC
+// namespaces (hostNetwork, hostPID, hostIPC), with the node's root
+// filesystem at /host, as a user inspects a node.
+func TestDebugNode(t *testing.T) {
+	c := sharedCluster(t)
+	node := c.mustKubectl("", "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
+	script := fmt.Sprintf("hostname; ip -o link show %s; test -d /proc/%d && echo sees-stead; ls %s", c.bridge(), c.cmd.Process.Pid, filepath.Join("/host", c.dataDir))
+	out := c.mustKubectl("", "debug", "node/"+node, "--image", "busybox:1.28.4", "--", "sh", "-c", script)
+	_, rest, ok := strings.Cut(out, "Creating debugging pod ")
+	pod, _, _ := strings.Cut(rest, " ")
+	if !ok || pod == "" {
+		t.Fatalf("kubectl debug node/%s printed %q; want the debugging pod's name", node, out)
+	}
+	t.Cleanup(func() { _, _ = c.kubectl("", "delete", "pod", pod, "--wait=false") })
+	eventually(t, 2*time.Minute, "pod "+pod+" succeeded", func() error {
+		phase, err := c.kubectl("", "get", "pod", pod, "-o", "jsonpath={.status.phase}")
+		if err != nil || phase != "Succeeded" {
+			events, _ := c.kubectl("", "get", "events", "--field-selector", "involvedObject.name="+pod)
+			return fmt.Errorf("phase %q (%v); events:\n%s", phase, err, events)
+		}
+		return nil
+	})
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := c.mustKubectl("", "logs", pod)
+	lines := strings.Split(logs, "\n")
+	if !slices.Contains(lines, hostname) || !strings.Contains(logs, ": "+c.bridge()+":") || !slices.Contains(lines, "sees-stead") || !slices.Contains(lines, "kubeconfig") {
+		t.Errorf("kubectl logs %s: %q; want the node's hostname %q, its bridge %s, stead's process and the node's files under /host", pod, logs, hostname, c.bridge())
+	}
+	ips := c.mustKubectl("", "get", "pod", pod, "-o", "jsonpath={.status.podIP} {.status.hostIP}")
+	if podIP, hostIP, _ := strings.Cut(ips, " "); podIP == "" || podIP != hostIP {
+		t.Errorf("podIP, hostIP = %q; want the node's address for both", ips)
 	}
 }
