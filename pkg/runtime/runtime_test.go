@@ -560,6 +560,9 @@ func TestSandboxIsShared(t *testing.T) {
 		t.Fatalf("EnsureSandbox again: %v, %v", again, err)
 	}
 	ensureSandbox(t, r, "pod-other", "other")
+	if r.OnHostNetwork("pod-shared") {
+		t.Error("OnHostNetwork: true for a sandbox with a network of its own")
+	}
 	if uids, err := r.ListSandboxes(); err != nil || !slices.Equal(uids, []string{"pod-other", "pod-shared"}) {
 		t.Errorf("ListSandboxes: %q, %v", uids, err)
 	}
@@ -982,6 +985,9 @@ func TestSandboxOnTheNodesNamespaces(t *testing.T) {
 		}
 	}
 	ensureSandbox()
+	if !r.OnHostNetwork("pod-host") {
+		t.Error("OnHostNetwork: false for a hostNetwork sandbox")
+	}
 	c := start(t, r, ContainerSpec{ID: "host", PodUID: "pod-host", PIDNamespace: fmt.Sprintf("/proc/%d/ns/pid", os.Getpid()),
 		Args: toolbox("ns net ; ns uts ; ns ipc ; ns pid ; hostname ; echo done ; sleep 600")})
 	waitForLog(t, c.meta.LogPath, "done")

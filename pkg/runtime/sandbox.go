@@ -45,6 +45,18 @@ func (s *Sandbox) complete() bool {
 	return isFilesystem(s.shmPath(), unix.TMPFS_MAGIC)
 }
 
+// OnHostNetwork tells whether the pod's sandbox exists and shares the
+// network namespace stead runs in (a hostNetwork pod's).
+func (r *Runtime) OnHostNetwork(podUID string) bool {
+	s, err := r.sandbox(podUID)
+	if err != nil {
+		return false
+	}
+	var pod, own unix.Stat_t
+	return unix.Stat(s.NetNSPath(), &pod) == nil && unix.Stat("/proc/self/ns/net", &own) == nil &&
+		pod.Dev == own.Dev && pod.Ino == own.Ino
+}
+
 func isFilesystem(path string, magic int64) bool {
 	var fs unix.Statfs_t
 	return unix.Statfs(path, &fs) == nil && int64(fs.Type) == magic

@@ -617,6 +617,72 @@ spec:
 	}
 }
 
+// portForward runs kubectl port-forward to the pod's remote port until ctx
+// ends, and returns the local port once kubectl says it forwards.
+func portForward(ctx context.Context, t *testing.T, c *cluster, ns, pod string, remote int) int {
+	t.Helper()
+	port := freePort(t)
+	out, err := c.watchLines(ctx, "-n", ns, "port-forward", "pod/"+pod, fmt.Sprintf("%d:%d", port, remote))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("Forwarding from 127.0.0.1:%d -> %d", port, remote)
+	for line := range out {
+		if line == want {
+			break
+		}
+		t.Logf("kubectl port-forward: %s", line)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("kubectl port-forward did not say %q", want)
+	}
+	go func() {
+		for range out { // "Handling connection for ..."
+		}
+	}()
+	return port
+}
+
+// A hostNetwork pod's server, listening on the node's loopback only, is
+// reached by kubectl port-forward, as the kubelet forwards in the pod's
+// network namespace, here the node's.
+func TestNodePortForwardToHostNetworkPod(t *testing.T) {
+	c := sharedCluster(t)
+	ns := nodeNamespace(t, c)
+	remote := freePort(t)
+	c.mustKubectl(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: hostweb}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox:1.28.4
+    command: [sh, -c, 'mkdir -p /tmp/www && echo on-the-node > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:%d -h /tmp/www']
+`, remote), "-n", ns, "apply", "-f", "-")
+	deleteAtEnd(t, c, ns, "hostweb")
+	waitFor(t, c, ns, "hostweb", "{.status.phase}", "Running", 2*time.Minute)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	port := portForward(ctx, t, c, ns, "hostweb", remote)
+	eventually(t, time.Minute, "the hostNetwork pod's page through the port-forward", func() error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+		req.Close = true
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || strings.TrimSpace(string(body)) != "on-the-node" {
+			return fmt.Errorf("%d %q, %v", resp.StatusCode, body, err)
+		}
+		return nil
+	})
+}
+
 // A container that uses more memory than its limit is killed by the
 // kernel, and its status says OOMKilled.
 func TestNodeOOMKilled(t *testing.T) {
@@ -666,27 +732,9 @@ spec:
 	deleteAtEnd(t, c, ns, "web")
 	waitFor(t, c, ns, "web", "{.status.containerStatuses[0].ready}", "true", 2*time.Minute)
 
-	port := freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := c.watchLines(ctx, "-n", ns, "port-forward", "pod/web", fmt.Sprintf("%d:80", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("Forwarding from 127.0.0.1:%d -> 80", port)
-	for line := range out {
-		if line == want {
-			break
-		}
-		t.Logf("kubectl port-forward: %s", line)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("kubectl port-forward did not say %q", want)
-	}
-	go func() {
-		for range out { // "Handling connection for ..."
-		}
-	}()
+	port := portForward(ctx, t, c, ns, "web", 80)
 
 	client := &http.Client{Timeout: 30 * time.Second}
 	// Several requests, each its own connection and stream.
