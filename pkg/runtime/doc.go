@@ -9,11 +9,16 @@
 // A pod's sandbox (EnsureSandbox) is a network, an IPC and a UTS namespace,
 // each bind-mounted under the runtime's root so that they outlive every
 // process in them and stead itself; the pod's hostname is set in its UTS
-// namespace, loopback is up, and a tmpfs is the pod's /dev/shm. The pod has
-// a cgroup, <cgroupParent>/pod<uid>, with each container's beneath it. A
-// container joins its sandbox's network, IPC and UTS namespaces (as the
-// kubelet's containers share the pause container's) and has mount and PID
-// namespaces of its own. Its configuration is an OCI runtime spec built
+// namespace, loopback is up, and a tmpfs is the pod's /dev/shm. A pod that
+// asks for the node's network (hostNetwork) has stead's own network and UTS
+// namespaces bound there instead, and one that asks for its IPC (hostIPC)
+// stead's IPC namespace and the node's /dev/shm. The pod has a cgroup,
+// <cgroupParent>/pod<uid>, with each container's beneath it. A container
+// joins its sandbox's network, IPC and UTS namespaces (as the kubelet's
+// containers share the pause container's) and has a mount namespace of its
+// own, and a PID namespace of its own unless it is given one to join
+// (ContainerSpec.PIDNamespace: an ephemeral container's target's, or the
+// node's for hostPID). Its configuration is an OCI runtime spec built
 // from specconv.Example and converted by specconv, so capabilities, devices,
 // masked and read-only paths and /dev/stdout, /dev/fd and friends are what
 // runc gives. Its root filesystem is an overlay of the image's layers with
