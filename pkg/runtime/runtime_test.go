@@ -91,7 +91,7 @@ var runtimeCount atomic.Int32
 
 // newRuntime is a runtime with a cgroup parent of its own, which cleanup
 // removes with anything a failed test left in it.
-func newRuntime(t *testing.T) *Runtime {
+func newRuntime(t testing.TB) *Runtime {
 	t.Helper()
 	root := t.TempDir() // removed last: after every unmount below
 	parent := fmt.Sprintf("stead-test-%d-%d", os.Getpid(), runtimeCount.Add(1))
@@ -118,7 +118,7 @@ func cgroupDirs(path string) []string {
 	return dirs
 }
 
-func removeCgroupTree(t *testing.T, dir string) {
+func removeCgroupTree(t testing.TB, dir string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if e.IsDir() {
@@ -151,7 +151,7 @@ func exists(path string) bool {
 	return err == nil
 }
 
-func ensureSandbox(t *testing.T, r *Runtime, podUID, hostname string) *Sandbox {
+func ensureSandbox(t testing.TB, r *Runtime, podUID, hostname string) *Sandbox {
 	t.Helper()
 	s, err := r.EnsureSandbox(podUID, SandboxOptions{Hostname: hostname})
 	if err != nil {
@@ -172,7 +172,7 @@ func toolbox(script string) []string {
 
 // start starts a container with the test image and the log under the
 // test's directory; cleanup kills and removes it if the test did not.
-func start(t *testing.T, r *Runtime, spec ContainerSpec) *Container {
+func start(t testing.TB, r *Runtime, spec ContainerSpec) *Container {
 	t.Helper()
 	spec.LowerDirs = layers
 	if spec.LogPath == "" {
@@ -195,7 +195,7 @@ func start(t *testing.T, r *Runtime, spec ContainerSpec) *Container {
 	return c
 }
 
-func waitExit(t *testing.T, c *Container) State {
+func waitExit(t testing.TB, c *Container) State {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		st, err := c.State()
@@ -217,7 +217,7 @@ type record struct {
 	line        string
 }
 
-func readLog(t *testing.T, path string) []record {
+func readLog(t testing.TB, path string) []record {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -239,7 +239,7 @@ func readLog(t *testing.T, path string) []record {
 }
 
 // stdout is the container's standard output lines, from its log.
-func stdout(t *testing.T, path string) []string {
+func stdout(t testing.TB, path string) []string {
 	var lines []string
 	for _, r := range readLog(t, path) {
 		if r.stream == "stdout" {
@@ -904,7 +904,7 @@ func logText(path string) string {
 	return string(data)
 }
 
-func waitForLog(t *testing.T, path, line string) {
+func waitForLog(t testing.TB, path, line string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if exists(path) && slices.Contains(stdout(t, path), line) {
@@ -998,11 +998,11 @@ func TestSandboxOnTheNodesNamespaces(t *testing.T) {
 	}
 	want := []string{}
 	for _, ns := range []string{"net", "uts", "ipc", "pid"} {
-		link, err := os.Readlink("/proc/self/ns/" + ns)
-		if err != nil {
+		var st unix.Stat_t
+		if err := statOwnNamespace(ns, &st); err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, link)
+		want = append(want, fmt.Sprintf("%s:[%d]", ns, st.Ino))
 	}
 	want = append(want, hostname, "done")
 	if !slices.Equal(got, want) {
@@ -1023,5 +1023,19 @@ func TestSandboxOnTheNodesNamespaces(t *testing.T) {
 	}
 	if host, _ := os.Hostname(); host != hostname {
 		t.Errorf("the node's hostname became %q", host)
+	}
+}
+
+// BenchmarkExec is an exec probe's way into a running container: a
+// process started in its namespaces and cgroup, and its exit waited for.
+func BenchmarkExec(b *testing.B) {
+	r := newRuntime(b)
+	ensureSandbox(b, r, "pod-bench-exec", "bench")
+	c := start(b, r, ContainerSpec{ID: "bench-exec", PodUID: "pod-bench-exec", Args: toolbox("sleep 600")})
+	ctx := context.Background()
+	for b.Loop() {
+		if code, err := c.Exec(ctx, ExecOptions{Args: toolbox("exit 0")}); err != nil || code != 0 {
+			b.Fatalf("exec: %d, %v", code, err)
+		}
 	}
 }

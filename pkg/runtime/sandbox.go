@@ -53,8 +53,19 @@ func (r *Runtime) OnHostNetwork(podUID string) bool {
 		return false
 	}
 	var pod, own unix.Stat_t
-	return unix.Stat(s.NetNSPath(), &pod) == nil && unix.Stat("/proc/self/ns/net", &own) == nil &&
+	return unix.Stat(s.NetNSPath(), &pod) == nil && statOwnNamespace("net", &own) == nil &&
 		pod.Dev == own.Dev && pod.Ino == own.Ino
+}
+
+// statOwnNamespace stats the namespace of this kind that stead's goroutines
+// run in. Not /proc/self's: that is the main thread's, and the main thread
+// can be the one a sandbox was made on (a locked thread whose goroutine
+// ends is parked if it is the main thread, not ended), left in a pod's
+// namespaces where no goroutine runs again.
+func statOwnNamespace(kind string, st *unix.Stat_t) error {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	return unix.Stat("/proc/thread-self/ns/"+kind, st)
 }
 
 func isFilesystem(path string, magic int64) bool {
