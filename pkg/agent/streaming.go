@@ -155,23 +155,13 @@ func (s Streaming) AttachContainer(ctx context.Context, _ string, uid, container
 	return c.Attach(ctx, opts)
 }
 
-// PortForward is part of kubeletapi.Runtime: the pod's address is on the
-// node's bridge, so the node dials it directly; a hostNetwork pod's port
-// is on the node's loopback.
+// PortForward is part of kubeletapi.Runtime: it connects to the port on
+// the pod's loopback from inside the pod's network namespace, as the
+// kubelet's runtime does, so that a server listening on localhost only is
+// reached too (a hostNetwork pod's loopback is the node's).
 func (s Streaming) PortForward(ctx context.Context, _ string, uid string, port int32, stream io.ReadWriteCloser) error {
 	defer stream.Close()
-	var host string
-	if addr, ok := s.Node.Network.Address(uid); ok {
-		host = addr.String()
-	} else if s.Node.Containers.OnHostNetwork(uid) {
-		// On the node's network, as the kubelet's runtime does in the
-		// pod's network namespace: its loopback is the node's.
-		host = "127.0.0.1"
-	} else {
-		return fmt.Errorf("pod %s has no address on this node", uid)
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+	conn, err := s.Node.Containers.DialInSandbox(ctx, uid, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		return err
 	}

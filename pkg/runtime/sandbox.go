@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -10,6 +12,7 @@ import (
 	"github.com/opencontainers/cgroups"
 	cgroupmanager "github.com/opencontainers/cgroups/manager"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,27 +48,51 @@ func (s *Sandbox) complete() bool {
 	return isFilesystem(s.shmPath(), unix.TMPFS_MAGIC)
 }
 
-// OnHostNetwork tells whether the pod's sandbox exists and shares the
-// network namespace stead runs in (a hostNetwork pod's).
-func (r *Runtime) OnHostNetwork(podUID string) bool {
+// DialInSandbox connects to address from inside the pod's network
+// namespace, as the kubelet's runtime forwards a port: 127.0.0.1 there is
+// the pod's own loopback (the node's, for a pod on the node's network).
+func (r *Runtime) DialInSandbox(ctx context.Context, podUID, network, address string) (net.Conn, error) {
 	s, err := r.sandbox(podUID)
 	if err != nil {
-		return false
+		return nil, err
 	}
-	var pod, own unix.Stat_t
-	return unix.Stat(s.NetNSPath(), &pod) == nil && statOwnNamespace("net", &own) == nil &&
-		pod.Dev == own.Dev && pod.Ino == own.Ino
-}
-
-// statOwnNamespace stats the namespace of this kind that stead's goroutines
-// run in. Not /proc/self's: that is the main thread's, and the main thread
-// can be the one a sandbox was made on (a locked thread whose goroutine
-// ends is parked if it is the main thread, not ended), left in a pod's
-// namespaces where no goroutine runs again.
-func statOwnNamespace(kind string, st *unix.Stat_t) error {
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
-	return unix.Stat("/proc/thread-self/ns/"+kind, st)
+	target, err := netns.GetFromPath(s.NetNSPath())
+	if err != nil {
+		return nil, fmt.Errorf("pod %s network namespace: %w", podUID, err)
+	}
+	defer target.Close()
+	type dialed struct {
+		conn net.Conn
+		err  error
+	}
+	result := make(chan dialed, 1)
+	// A goroutine of its own: if its thread cannot be brought back to
+	// stead's namespace, it stays locked and ends with the goroutine.
+	go func() {
+		goruntime.LockOSThread()
+		own, err := netns.Get()
+		if err != nil {
+			goruntime.UnlockOSThread()
+			result <- dialed{err: err}
+			return
+		}
+		defer own.Close()
+		if err := netns.Set(target); err != nil {
+			goruntime.UnlockOSThread()
+			result <- dialed{err: fmt.Errorf("enter pod %s network namespace: %w", podUID, err)}
+			return
+		}
+		// The socket belongs to the namespace it was made in, here the
+		// pod's, whatever thread uses it later.
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, network, address)
+		if netns.Set(own) == nil {
+			goruntime.UnlockOSThread()
+		}
+		result <- dialed{conn, err}
+	}()
+	res := <-result
+	return res.conn, res.err
 }
 
 func isFilesystem(path string, magic int64) bool {

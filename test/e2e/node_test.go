@@ -643,44 +643,51 @@ func portForward(ctx context.Context, t *testing.T, c *cluster, ns, pod string, 
 	return port
 }
 
-// A hostNetwork pod's server, listening on the node's loopback only, is
-// reached by kubectl port-forward, as the kubelet forwards in the pod's
-// network namespace, here the node's.
-func TestNodePortForwardToHostNetworkPod(t *testing.T) {
+// kubectl port-forward connects inside the pod's network namespace, as the
+// kubelet's runtime does: a server listening on the pod's loopback only is
+// reached, and a hostNetwork pod's loopback is the node's.
+func TestNodePortForwardToLoopback(t *testing.T) {
 	c := sharedCluster(t)
 	ns := nodeNamespace(t, c)
-	remote := freePort(t)
-	c.mustKubectl(fmt.Sprintf(`apiVersion: v1
+	for _, tc := range []struct {
+		pod         string
+		hostNetwork bool
+		port        int
+	}{{"localweb", false, 8080}, {"hostweb", true, freePort(t)}} {
+		t.Run(tc.pod, func(t *testing.T) {
+			c.mustKubectl(fmt.Sprintf(`apiVersion: v1
 kind: Pod
-metadata: {name: hostweb}
+metadata: {name: %s}
 spec:
-  hostNetwork: true
+  hostNetwork: %t
   terminationGracePeriodSeconds: 1
   containers:
   - name: httpd
     image: busybox:1.28.4
-    command: [sh, -c, 'mkdir -p /tmp/www && echo on-the-node > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:%d -h /tmp/www']
-`, remote), "-n", ns, "apply", "-f", "-")
-	deleteAtEnd(t, c, ns, "hostweb")
-	waitFor(t, c, ns, "hostweb", "{.status.phase}", "Running", 2*time.Minute)
+    command: [sh, -c, 'mkdir -p /tmp/www && echo from-%s > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:%d -h /tmp/www']
+`, tc.pod, tc.hostNetwork, tc.pod, tc.port), "-n", ns, "apply", "-f", "-")
+			deleteAtEnd(t, c, ns, tc.pod)
+			waitFor(t, c, ns, tc.pod, "{.status.phase}", "Running", 2*time.Minute)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	port := portForward(ctx, t, c, ns, "hostweb", remote)
-	eventually(t, time.Minute, "the hostNetwork pod's page through the port-forward", func() error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
-		req.Close = true
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil || strings.TrimSpace(string(body)) != "on-the-node" {
-			return fmt.Errorf("%d %q, %v", resp.StatusCode, body, err)
-		}
-		return nil
-	})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			port := portForward(ctx, t, c, ns, tc.pod, tc.port)
+			eventually(t, time.Minute, tc.pod+"'s page through the port-forward", func() error {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+				req.Close = true
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || strings.TrimSpace(string(body)) != "from-"+tc.pod {
+					return fmt.Errorf("%d %q, %v", resp.StatusCode, body, err)
+				}
+				return nil
+			})
+		})
+	}
 }
 
 // A container that uses more memory than its limit is killed by the
