@@ -23,14 +23,14 @@ func (n *NodeRuntime) PullImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 		return ImagePull{}, &ImageError{Reason: "InvalidImageName", Message: err.Error()}
 	}
 	policy := pullPolicy(c.ImagePullPolicy)
-	_, err := n.Images.Get(c.Image)
+	img, err := n.Images.Get(c.Image)
 	present := err == nil
 	if err != nil && !errors.Is(err, image.ErrNotFound) {
 		return ImagePull{}, &ImageError{Reason: "ErrImagePull", Message: err.Error()}
 	}
 	switch {
 	case present && (policy == image.PullIfNotPresent || policy == image.PullNever):
-		return ImagePull{}, nil
+		return ImagePull{Image: img}, nil
 	case !present && policy == image.PullNever:
 		return ImagePull{}, &ImageError{Reason: "ErrImageNeverPull", Message: fmt.Sprintf("%s: %v", c.Image, image.ErrNeverPull)}
 	}
@@ -40,11 +40,11 @@ func (n *NodeRuntime) PullImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 	}
 	pulling()
 	began := time.Now()
-	img, err := n.Images.Pull(ctx, c.Image, creds, policy)
+	img, err = n.Images.Pull(ctx, c.Image, creds, policy)
 	if err != nil {
 		return ImagePull{}, &ImageError{Reason: "ErrImagePull", Message: err.Error()}
 	}
-	return ImagePull{Fetched: true, Duration: time.Since(began), Size: img.Size}, nil
+	return ImagePull{Image: img, Fetched: true, Duration: time.Since(began)}, nil
 }
 
 // pullCredentials reads the pod's imagePullSecrets as the kubelet does: a

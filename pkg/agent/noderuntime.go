@@ -132,12 +132,7 @@ func pullPolicy(p corev1.PullPolicy) image.PullPolicy {
 }
 
 // StartContainer is part of ContainerRuntime.
-func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restartCount int32) (string, error) {
-	// PullImage has made it present, as its pull policy says.
-	img, err := n.Images.Get(c.Image)
-	if err != nil {
-		return "", &ImageError{Reason: "ErrImagePull", Message: err.Error()}
-	}
+func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, img image.Image, podIP string, restartCount int32) (string, error) {
 	rootfs, err := n.Images.Unpack(ctx, img.Ref)
 	if err != nil {
 		return "", &ImageError{Reason: "ErrImagePull", Message: err.Error()}
@@ -165,13 +160,9 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	}
 	hosts, resolv := filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf")
 	hostNS, hostSearch := hostResolvers()
-	hostsContent := hostsFile(pod, podIP, n.ClusterDomain)
-	if pod.Spec.HostNetwork {
-		nodeHosts, err := os.ReadFile("/etc/hosts")
-		if err != nil {
-			return "", err
-		}
-		hostsContent = nodeHostsFile(nodeHosts, pod)
+	hostsContent, err := n.podHostsFile(pod, podIP)
+	if err != nil {
+		return "", err
 	}
 	if err := os.WriteFile(hosts, []byte(hostsContent), 0o644); err != nil {
 		return "", err
@@ -199,12 +190,9 @@ func (n *NodeRuntime) StartContainer(ctx context.Context, pod *corev1.Pod, c *co
 	if _, err := n.Containers.EnsureSandbox(string(pod.UID), sandboxOptions(pod)); err != nil {
 		return "", err
 	}
-	pidNamespace, err := n.targetPIDNamespace(pod, c.Name)
+	pidNamespace, err := n.pidNamespace(pod, c.Name)
 	if err != nil {
 		return "", err
-	}
-	if pod.Spec.HostPID {
-		pidNamespace = fmt.Sprintf("/proc/%d/ns/pid", os.Getpid())
 	}
 	spec := runtime.ContainerSpec{
 		ID:           containerRuntimeID(pod.UID, c.Name, restartCount),
@@ -274,11 +262,28 @@ func sandboxOptions(pod *corev1.Pod) runtime.SandboxOptions {
 	return runtime.SandboxOptions{Hostname: podHostname(pod), HostNetwork: pod.Spec.HostNetwork, HostIPC: pod.Spec.HostIPC}
 }
 
-// targetPIDNamespace is the PID namespace that the ephemeral container
-// named name joins: its target's (`kubectl debug --target`), so that it
-// sees the target's processes, as the kubelet's runtime arranges it. Empty
-// for any other container, which has a namespace of its own.
-func (n *NodeRuntime) targetPIDNamespace(pod *corev1.Pod, name string) (string, error) {
+// podHostsFile is the pod's /etc/hosts: the kubelet's for the pod, or
+// the node's own for a pod on the node's network.
+func (n *NodeRuntime) podHostsFile(pod *corev1.Pod, podIP string) (string, error) {
+	if !pod.Spec.HostNetwork {
+		return hostsFile(pod, podIP, n.ClusterDomain), nil
+	}
+	nodeHosts, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		return "", err
+	}
+	return nodeHostsFile(nodeHosts, pod), nil
+}
+
+// pidNamespace is the PID namespace that the pod's container named name
+// joins: the node's for a hostPID pod; for an ephemeral container with a
+// target (`kubectl debug --target`), the target's, so that it sees the
+// target's processes, as the kubelet's runtime arranges it. Empty for any
+// other container, which has a namespace of its own.
+func (n *NodeRuntime) pidNamespace(pod *corev1.Pod, name string) (string, error) {
+	if pod.Spec.HostPID {
+		return fmt.Sprintf("/proc/%d/ns/pid", os.Getpid()), nil
+	}
 	for _, ec := range pod.Spec.EphemeralContainers {
 		if ec.Name != name || ec.TargetContainerName == "" {
 			continue

@@ -430,7 +430,7 @@ func (m *PodManager) start(ctx context.Context, pod *corev1.Pod, rec *podRecord,
 	id := ""
 	if err == nil {
 		m.imagePulled(pod, c, pulled)
-		id, err = m.runtime.StartContainer(ctx, pod, c, rec.podIP, cr.restartCount)
+		id, err = m.runtime.StartContainer(ctx, pod, c, pulled.Image, rec.podIP, cr.restartCount)
 	}
 	var imageErr *ImageError
 	switch {
@@ -457,7 +457,7 @@ func (m *PodManager) imagePulled(pod *corev1.Pod, c *corev1.Container, p ImagePu
 	message := fmt.Sprintf("Container image %q already present on machine", c.Image)
 	if p.Fetched {
 		took := p.Duration.Truncate(time.Millisecond)
-		message = fmt.Sprintf("Successfully pulled image %q in %v (%v including waiting). Image size: %d bytes.", c.Image, took, took, p.Size)
+		message = fmt.Sprintf("Successfully pulled image %q in %v (%v including waiting). Image size: %d bytes.", c.Image, took, took, p.Image.Size)
 	}
 	m.containerEvent(pod, c, corev1.EventTypeNormal, events.PulledImage, message)
 }

@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/steadhq/stead/pkg/image"
 )
 
 // fakeRuntime runs nothing: the test says when containers exit and what
@@ -90,10 +92,10 @@ func (f *fakeRuntime) PullImage(_ context.Context, pod *corev1.Pod, c *corev1.Co
 		return ImagePull{}, nil
 	}
 	pulling()
-	return ImagePull{Fetched: true, Duration: 1500 * time.Millisecond, Size: 4096}, nil
+	return ImagePull{Image: image.Image{Ref: c.Image, Size: 4096}, Fetched: true, Duration: 1500 * time.Millisecond}, nil
 }
 
-func (f *fakeRuntime) StartContainer(_ context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restarts int32) (string, error) {
+func (f *fakeRuntime) StartContainer(_ context.Context, pod *corev1.Pod, c *corev1.Container, _ image.Image, podIP string, restarts int32) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.next++

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/steadhq/stead/pkg/image"
 )
 
 // ContainerRuntime is what the agent needs of the node's runtime. The pod
@@ -21,9 +23,9 @@ type ContainerRuntime interface {
 	// says, with the pod's imagePullSecrets; it calls pulling just before
 	// it asks the registry. An *ImageError says the image could not be had.
 	PullImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container, pulling func()) (ImagePull, error)
-	// StartContainer starts the container from its image, which PullImage
-	// has made present.
-	StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP string, restartCount int32) (id string, err error)
+	// StartContainer starts the container from the image PullImage made
+	// present.
+	StartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, img image.Image, podIP string, restartCount int32) (id string, err error)
 	ContainerState(ctx context.Context, id string) (ContainerState, error)
 	// StopContainer sends SIGTERM, waits up to grace, then SIGKILLs; it
 	// returns once the container's processes are gone.
@@ -49,9 +51,9 @@ type ContainerState struct {
 
 // ImagePull is what PullImage did, for the events the kubelet records.
 type ImagePull struct {
+	Image    image.Image
 	Fetched  bool // from its registry: it was not present, or the policy is Always
 	Duration time.Duration
-	Size     int64 // bytes, uncompressed
 }
 
 // ImageError is a failure to get a container's image, reported in the
